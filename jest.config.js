@@ -7,4 +7,5 @@ module.exports = {
   testEnvironment: 'node',
   testTimeout: 60000,
   maxWorkers: 2,
+  reporters: ['default', '<rootDir>/dist/test/helpers/summary-reporter.js'],
 };

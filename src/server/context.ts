@@ -1,0 +1,19 @@
+import type { BerthConfig } from './config';
+import type { Logger } from './log';
+import type { Metrics } from './metrics';
+import type { StorageLayout } from '../storage/layout';
+
+/** What handlers share: the live config (replaced on SIGHUP), logging, metrics, and where state lives. */
+export interface ServerContext {
+  readonly version: string;
+  config(): BerthConfig;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly layout: StorageLayout;
+  readonly runtimeState: RuntimeState;
+}
+
+/** Node-level settings the kubelet pushes with UpdateRuntimeConfig. */
+export interface RuntimeState {
+  podCidr: string;
+}

@@ -1,0 +1,135 @@
+// Starting and stopping the daemon: directories, the gRPC server on its unix socket, the metrics endpoint.
+import fs from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { BerthError, errnoCode } from '../common/errors';
+import { packageVersion } from '../common/package-root';
+import { storageLayout } from '../storage/layout';
+import { applyLive, BerthConfig, diffConfig } from './config';
+import type { RuntimeState, ServerContext } from './context';
+import { imageService } from './image-service';
+import type { Logger } from './log';
+import { Metrics, serveMetrics } from './metrics';
+import { loadCri } from './proto';
+import { bindService } from './rpc';
+import { runtimeService } from './runtime-service';
+import { prepareSocketPath, secureSocket } from './socket';
+import { POD_CIDR_FILE } from './update-runtime-config';
+
+export class Daemon {
+  private constructor(
+    private cfg: BerthConfig,
+    private readonly log: Logger,
+    private readonly server: grpc.Server,
+    private readonly metricsServer: http.Server | undefined,
+    readonly metricsPort: number | undefined,
+  ) {}
+
+  static async start(cfg: BerthConfig, log: Logger): Promise<Daemon> {
+    if (cfg.runtime.cgroup_driver === 'systemd' && !existsSync('/run/systemd/system')) {
+      throw new BerthError('FAILED_PRECONDITION', 'runtime.cgroup_driver is "systemd" but systemd is not running on this host; use "cgroupfs"');
+    }
+    const layout = storageLayout(cfg.root);
+    await fs.mkdir(cfg.root, { recursive: true, mode: 0o711 });
+    await fs.mkdir(cfg.state_dir, { recursive: true, mode: 0o750 });
+    await fs.mkdir(layout.imageStore, { recursive: true, mode: 0o700 });
+    await fs.mkdir(layout.containers, { recursive: true, mode: 0o711 });
+
+    const metrics = new Metrics();
+    const runtimeState: RuntimeState = { podCidr: await readPodCidr(cfg.state_dir) };
+    let daemon: Daemon | undefined;
+    const ctx: ServerContext = {
+      version: packageVersion(),
+      config: () => daemon?.cfg ?? cfg,
+      log,
+      metrics,
+      layout,
+      runtimeState,
+    };
+
+    const server = new grpc.Server({
+      'grpc.max_receive_message_length': cfg.api.max_message_bytes,
+      'grpc.max_send_message_length': cfg.api.max_message_bytes,
+    });
+    const cri = loadCri().runtime.v1;
+    const deps = { log, metrics };
+    const runtime = bindService(cri.RuntimeService.service, runtimeService(ctx), deps);
+    const image = bindService(cri.ImageService.service, imageService(ctx), deps);
+    server.addService(runtime.definition, runtime.handlers);
+    server.addService(image.definition, image.handlers);
+
+    await prepareSocketPath(cfg.api.listen);
+    // The socket file is created by bind; a tight umask means it is never reachable by others, even briefly.
+    const oldMask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) =>
+        server.bindAsync(`unix:${cfg.api.listen}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+      );
+    } finally {
+      process.umask(oldMask);
+    }
+    await secureSocket(cfg.api.listen, cfg.api.socket_group);
+
+    let metricsServer: http.Server | undefined;
+    let metricsPort: number | undefined;
+    if (cfg.metrics.enabled) {
+      try {
+        ({ server: metricsServer, port: metricsPort } = await serveMetrics(metrics, cfg.metrics.address));
+      } catch (err) {
+        server.forceShutdown();
+        await fs.rm(cfg.api.listen, { force: true });
+        throw new BerthError('UNAVAILABLE', `cannot serve metrics on ${cfg.metrics.address}: ${errnoCode(err) ?? String(err)}`);
+      }
+    }
+    daemon = new Daemon(cfg, log, server, metricsServer, metricsPort);
+    log.info({ socket: cfg.api.listen, metricsPort: metricsPort ?? null, version: ctx.version }, 'berth is serving');
+    return daemon;
+  }
+
+  get config(): BerthConfig {
+    return this.cfg;
+  }
+
+  /** Applies what can change live; names the rest as needing a restart. */
+  reload(next: BerthConfig): void {
+    const { live, restart } = diffConfig(this.cfg, next);
+    this.cfg = applyLive(this.cfg, next);
+    // Logged before a new level applies, so raising the level does not hide what the reload did.
+    this.log.info({ applied: live }, live.length > 0 ? 'configuration reloaded' : 'configuration reloaded: nothing changed live');
+    if (restart.length > 0) this.log.warn({ options: restart }, 'changed options need a restart of berth to take effect');
+    this.log.level = this.cfg.log_level;
+  }
+
+  /** Stops accepting calls, lets in-flight ones finish for up to the shutdown timeout, then closes. Containers stay. */
+  async stop(): Promise<void> {
+    const timeoutMs = this.cfg.api.shutdown_timeout_seconds * 1000;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.log.warn({ timeoutMs }, 'in-flight calls did not finish in time; closing them');
+        this.server.forceShutdown();
+        resolve();
+      }, timeoutMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    if (this.metricsServer) {
+      this.metricsServer.closeAllConnections();
+      await new Promise<void>((resolve) => this.metricsServer?.close(() => resolve()));
+    }
+    await fs.rm(this.cfg.api.listen, { force: true });
+    this.log.info('berth stopped');
+  }
+}
+
+async function readPodCidr(stateDir: string): Promise<string> {
+  try {
+    return (await fs.readFile(path.join(stateDir, POD_CIDR_FILE), 'utf8')).trim();
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return '';
+    throw err;
+  }
+}

@@ -1,0 +1,65 @@
+// Prometheus metrics: one registry per daemon (tests start several in one process), default Node process metrics
+// included, and the /metrics HTTP endpoint.
+import http from 'node:http';
+import { AddressInfo } from 'node:net';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly operations: Counter<'operation'>;
+  readonly operationErrors: Counter<'operation' | 'code'>;
+  readonly operationLatency: Histogram<'operation'>;
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    this.operations = new Counter({
+      name: 'berth_operations_total',
+      help: 'CRI operations handled, by RPC name.',
+      labelNames: ['operation'],
+      registers: [this.registry],
+    });
+    this.operationErrors = new Counter({
+      name: 'berth_operations_errors_total',
+      help: 'CRI operations that returned an error, by RPC name and gRPC status code.',
+      labelNames: ['operation', 'code'],
+      registers: [this.registry],
+    });
+    this.operationLatency = new Histogram({
+      name: 'berth_operations_latency_seconds',
+      help: 'Latency of CRI operations, by RPC name.',
+      labelNames: ['operation'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers: [this.registry],
+    });
+  }
+}
+
+/** Parses "host:port" or "[v6]:port". */
+export function parseHostPort(address: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
+  if (!m) throw new Error(`bad address "${address}": want host:port`);
+  return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
+}
+
+export async function serveMetrics(metrics: Metrics, address: string): Promise<{ server: http.Server; port: number }> {
+  const { host, port } = parseHostPort(address);
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' || path !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /metrics\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+      (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return { server, port: (server.address() as AddressInfo).port };
+}

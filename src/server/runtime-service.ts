@@ -1,0 +1,49 @@
+// runtime.v1.RuntimeService: every RPC named here, so the compiler catches one that is missing or mistyped.
+import type { RuntimeServiceHandlers } from './generated/runtime/v1/RuntimeService';
+import type { ServerContext } from './context';
+import { notImplemented } from './not-implemented';
+import type { ServiceImpl } from './rpc';
+import { runtimeConfig } from './runtime-config';
+import { status } from './status';
+import { updateRuntimeConfig } from './update-runtime-config';
+import { version } from './version';
+
+export function runtimeService(s: ServerContext): ServiceImpl<RuntimeServiceHandlers> {
+  return {
+    Version: version(s),
+    Status: status(s),
+    RuntimeConfig: runtimeConfig(s),
+    UpdateRuntimeConfig: updateRuntimeConfig(s),
+    RunPodSandbox: notImplemented('RunPodSandbox'),
+    StopPodSandbox: notImplemented('StopPodSandbox'),
+    RemovePodSandbox: notImplemented('RemovePodSandbox'),
+    PodSandboxStatus: notImplemented('PodSandboxStatus'),
+    ListPodSandbox: notImplemented('ListPodSandbox'),
+    StreamPodSandboxes: notImplemented('StreamPodSandboxes'),
+    CreateContainer: notImplemented('CreateContainer'),
+    StartContainer: notImplemented('StartContainer'),
+    StopContainer: notImplemented('StopContainer'),
+    RemoveContainer: notImplemented('RemoveContainer'),
+    ListContainers: notImplemented('ListContainers'),
+    StreamContainers: notImplemented('StreamContainers'),
+    ContainerStatus: notImplemented('ContainerStatus'),
+    UpdateContainerResources: notImplemented('UpdateContainerResources'),
+    ReopenContainerLog: notImplemented('ReopenContainerLog'),
+    ExecSync: notImplemented('ExecSync'),
+    Exec: notImplemented('Exec'),
+    Attach: notImplemented('Attach'),
+    PortForward: notImplemented('PortForward'),
+    ContainerStats: notImplemented('ContainerStats'),
+    ListContainerStats: notImplemented('ListContainerStats'),
+    StreamContainerStats: notImplemented('StreamContainerStats'),
+    PodSandboxStats: notImplemented('PodSandboxStats'),
+    ListPodSandboxStats: notImplemented('ListPodSandboxStats'),
+    StreamPodSandboxStats: notImplemented('StreamPodSandboxStats'),
+    CheckpointContainer: notImplemented('CheckpointContainer'),
+    GetContainerEvents: notImplemented('GetContainerEvents'),
+    ListMetricDescriptors: notImplemented('ListMetricDescriptors'),
+    ListPodSandboxMetrics: notImplemented('ListPodSandboxMetrics'),
+    StreamPodSandboxMetrics: notImplemented('StreamPodSandboxMetrics'),
+    UpdatePodSandboxResources: notImplemented('UpdatePodSandboxResources'),
+  };
+}
