@@ -43,7 +43,7 @@ export function isBerthError(err: unknown): err is BerthError {
 /** A Node system error (ENOENT, EACCES, …) or a native/ binding error carrying an errno code. */
 export function errnoCode(err: unknown): string | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = (err as { code: unknown }).code;
+    const { code } = err;
     if (typeof code === 'string') return code;
   }
   return undefined;

@@ -369,6 +369,7 @@ const ESCAPES: Record<string, string> = { '"': '\\"', '\\': '\\\\', '\b': '\\b',
 // TOML basic strings may not hold raw control characters or DEL, which JSON.stringify would leave in.
 function tomlString(s: string): string {
   const body = s.replace(
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what must be escaped
     /["\\\u0000-\u001f\u007f]/g,
     (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
@@ -449,8 +450,7 @@ export function diffConfig(oldCfg: BerthConfig, newCfg: BerthConfig): ConfigDiff
 
 /** A deep, plain copy for JSON output (CRI Status verbose info). */
 export function configToJSON(cfg: BerthConfig): { [key: string]: JsonValue } {
-  const copy: { [key: string]: JsonValue } = JSON.parse(JSON.stringify(cfg));
-  return copy;
+  return JSON.parse(JSON.stringify(cfg)) as { [key: string]: JsonValue };
 }
 
 /** The configuration a running daemon moves to on reload: live options from `next`, the rest kept from `running`. */

@@ -20,7 +20,8 @@ import { POD_CIDR_FILE } from './update-runtime-config';
 
 export class Daemon {
   private constructor(
-    private cfg: BerthConfig,
+    /** Shared with the handlers' context, so a reload reaches them. */
+    private readonly current: { cfg: BerthConfig },
     private readonly log: Logger,
     private readonly server: grpc.Server,
     private readonly metricsServer: http.Server | undefined,
@@ -39,10 +40,10 @@ export class Daemon {
 
     const metrics = new Metrics();
     const runtimeState: RuntimeState = { podCidr: await readPodCidr(cfg.state_dir) };
-    let daemon: Daemon | undefined;
+    const current = { cfg };
     const ctx: ServerContext = {
       version: packageVersion(),
-      config: () => daemon?.cfg ?? cfg,
+      config: () => current.cfg,
       log,
       metrics,
       layout,
@@ -83,28 +84,28 @@ export class Daemon {
         throw new BerthError('UNAVAILABLE', `cannot serve metrics on ${cfg.metrics.address}: ${errnoCode(err) ?? String(err)}`);
       }
     }
-    daemon = new Daemon(cfg, log, server, metricsServer, metricsPort);
+    const daemon = new Daemon(current, log, server, metricsServer, metricsPort);
     log.info({ socket: cfg.api.listen, metricsPort: metricsPort ?? null, version: ctx.version }, 'berth is serving');
     return daemon;
   }
 
   get config(): BerthConfig {
-    return this.cfg;
+    return this.current.cfg;
   }
 
   /** Applies what can change live; names the rest as needing a restart. */
   reload(next: BerthConfig): void {
-    const { live, restart } = diffConfig(this.cfg, next);
-    this.cfg = applyLive(this.cfg, next);
+    const { live, restart } = diffConfig(this.current.cfg, next);
+    this.current.cfg = applyLive(this.current.cfg, next);
     // Logged before a new level applies, so raising the level does not hide what the reload did.
     this.log.info({ applied: live }, live.length > 0 ? 'configuration reloaded' : 'configuration reloaded: nothing changed live');
     if (restart.length > 0) this.log.warn({ options: restart }, 'changed options need a restart of berth to take effect');
-    this.log.level = this.cfg.log_level;
+    this.log.level = this.current.cfg.log_level;
   }
 
   /** Stops accepting calls, lets in-flight ones finish for up to the shutdown timeout, then closes. Containers stay. */
   async stop(): Promise<void> {
-    const timeoutMs = this.cfg.api.shutdown_timeout_seconds * 1000;
+    const timeoutMs = this.current.cfg.api.shutdown_timeout_seconds * 1000;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.log.warn({ timeoutMs }, 'in-flight calls did not finish in time; closing them');
@@ -120,7 +121,7 @@ export class Daemon {
       this.metricsServer.closeAllConnections();
       await new Promise<void>((resolve) => this.metricsServer?.close(() => resolve()));
     }
-    await fs.rm(this.cfg.api.listen, { force: true });
+    await fs.rm(this.current.cfg.api.listen, { force: true });
     this.log.info('berth stopped');
   }
 }

@@ -2,7 +2,7 @@
 import { sdNotify } from '../../native/sd-notify';
 import { errorMessage } from '../common/errors';
 import { packageVersion } from '../common/package-root';
-import { BerthConfig, ConfigError, loadConfig, parseArgs, renderConfig } from './config';
+import { BerthConfig, ConfigError, flagUsage, loadConfig, parseArgs, renderConfig } from './config';
 import { Daemon } from './daemon';
 import { createLogger, Logger } from './log';
 
@@ -24,7 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     args = parseArgs(argv);
     if (args.command === 'help') {
-      process.stdout.write(USAGE);
+      process.stdout.write(`${USAGE}\noptions:\n${flagUsage()}`);
       return 0;
     }
     if (args.command === 'version') {

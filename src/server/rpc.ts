@@ -125,10 +125,10 @@ function streaming(name: string, fn: StreamHandler<unknown, unknown>, deps: RpcD
     // Respect backpressure: a slow client slows the producer instead of growing a buffer without bound.
     const send = (msg: unknown): Promise<void> =>
       new Promise((resolve, reject) => {
-        if (ctx.signal.aborted) return reject(ctx.signal.reason);
+        if (ctx.signal.aborted) return reject(ctx.signal.reason as Error);
         if (call.write(msg)) return resolve();
         const onDrain = (): void => { ctx.signal.removeEventListener('abort', onAbort); resolve(); };
-        const onAbort = (): void => { call.off('drain', onDrain); reject(ctx.signal.reason); };
+        const onAbort = (): void => { call.off('drain', onDrain); reject(ctx.signal.reason as Error); };
         call.once('drain', onDrain);
         ctx.signal.addEventListener('abort', onAbort, { once: true });
       });
