@@ -21,6 +21,8 @@ export interface TestDaemon {
   client(): CriClient;
   /** SIGTERM, then the exit code (or the signal name). */
   stop(signal?: NodeJS.Signals): Promise<number | string>;
+  /** The exit code (or signal name) once the daemon exits by itself or from a signal the test sent. */
+  exited: Promise<number | string>;
   /** Removes the temp dirs (after stop). */
   cleanup(): void;
 }
@@ -94,6 +96,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
     cniConfDir: path.join(dir, 'cni'),
     metricsPort,
     process: child,
+    exited,
     logs: () => stderr + stdout,
     client: () => {
       const c = connectCri(socket);

@@ -189,9 +189,10 @@ describe('berth daemon lifecycle', () => {
       d.process.kill('SIGTERM');
       const info = await inFlight;
       expect(BigInt(info.image_filesystems[0]?.inodes_used?.value ?? '0')).toBeGreaterThan(10_000n);
-      expect(await d.stop()).toBe(0);
+      expect(await d.exited).toBe(0);
       expect(fs.existsSync(d.socket)).toBe(false);
     } finally {
+      await d.stop();
       d.cleanup();
     }
   });
