@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'DEADLINE_EXCEEDED'
   | 'ABORTED'
   | 'CANCELLED'
+  | 'DATA_LOSS'
   | 'UNIMPLEMENTED'
   | 'INTERNAL';
 

@@ -37,6 +37,10 @@ export interface ImageConfig {
   pull_progress_timeout_seconds: number;
   max_manifest_bytes: number;
   max_config_bytes: number;
+  max_layer_bytes: number;
+  max_layer_entries: number;
+  request_timeout_seconds: number;
+  retries: number;
   pinned_images: string[];
   registries_config_dir: string;
   registries: Record<string, RegistryConfig>;
@@ -243,6 +247,10 @@ const ROWS = [
   int('image.pull_progress_timeout_seconds', 60, LIVE, 'A pull making no progress this long is cancelled, 1..3600.', 1, 3600),
   int('image.max_manifest_bytes', 4 * MiB, LIVE, 'Largest manifest or index accepted, 1 KiB..256 MiB.', 1024, 256 * MiB),
   int('image.max_config_bytes', 8 * MiB, LIVE, 'Largest image config accepted, 1 KiB..256 MiB.', 1024, 256 * MiB),
+  int('image.max_layer_bytes', 32 * 1024 * MiB, LIVE, 'Largest uncompressed layer accepted (stops decompression bombs), 1 MiB..1 TiB.', MiB, 1024 * 1024 * MiB),
+  int('image.max_layer_entries', 1_000_000, LIVE, 'Most tar entries accepted in one layer, 1..100000000.', 1, 100_000_000),
+  int('image.request_timeout_seconds', 30, LIVE, 'Registry connect and response-headers timeout, 1..600.', 1, 600),
+  int('image.retries', 3, LIVE, 'Retries (with backoff) of a registry request after a 5xx or a reset, 0..10.', 0, 10),
   strs('image.pinned_images', [], LIVE, 'Images never removed by RemoveImage or garbage collection.', nonEmpty),
   str('image.registries_config_dir', '/etc/berth/certs.d', LIVE, 'certs.d layout of per-registry CA and client certs.', absolutePath),
   map({
