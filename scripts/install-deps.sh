@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The daemon: OCI runtimes, the container monitor, CNI plugins, iptables (portmap), namespace tools.
-packages=(runc crun conmon containernetworking-plugins iptables iproute2 util-linux ca-certificates)
+packages=(runc crun conmon containernetworking-plugins iptables iproute2 util-linux ca-certificates zstd)
 if [[ "${1:-}" == "--test" ]]; then
   # Tests: a real registry, busybox for image content, python3 (htpasswd bcrypt, sd_notify receiver), openssl (TLS).
   packages+=(docker-registry busybox-static python3 openssl procps)

@@ -2,6 +2,7 @@ import type { BerthConfig } from './config';
 import type { Logger } from './log';
 import type { Metrics } from './metrics';
 import type { StorageLayout } from '../storage/layout';
+import type { ImageManager } from '../image/image-manager';
 
 /** What handlers share: the live config (replaced on SIGHUP), logging, metrics, and where state lives. */
 export interface ServerContext {
@@ -11,6 +12,7 @@ export interface ServerContext {
   readonly metrics: Metrics;
   readonly layout: StorageLayout;
   readonly runtimeState: RuntimeState;
+  readonly images: ImageManager;
 }
 
 /** Node-level settings the kubelet pushes with UpdateRuntimeConfig. */

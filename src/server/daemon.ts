@@ -4,11 +4,13 @@ import { existsSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { CleanupStack } from '../common/cleanup-stack';
 import { BerthError, errnoCode } from '../common/errors';
 import { packageVersion } from '../common/package-root';
+import { ImageManager } from '../image/image-manager';
 import { storageLayout } from '../storage/layout';
 import { applyLive, BerthConfig, diffConfig } from './config';
-import type { RuntimeState, ServerContext } from './context';
+import type { ServerContext } from './context';
 import { imageService } from './image-service';
 import type { Logger } from './log';
 import { Metrics, serveMetrics } from './metrics';
@@ -24,6 +26,7 @@ export class Daemon {
     private readonly current: { cfg: BerthConfig },
     private readonly log: Logger,
     private readonly server: grpc.Server,
+    private readonly images: ImageManager,
     private readonly metricsServer: http.Server | undefined,
     readonly metricsPort: number | undefined,
   ) {}
@@ -39,54 +42,45 @@ export class Daemon {
     await fs.mkdir(layout.containers, { recursive: true, mode: 0o711 });
 
     const metrics = new Metrics();
-    const runtimeState: RuntimeState = { podCidr: await readPodCidr(cfg.state_dir) };
     const current = { cfg };
-    const ctx: ServerContext = {
-      version: packageVersion(),
-      config: () => current.cfg,
-      log,
-      metrics,
-      layout,
-      runtimeState,
-    };
-
-    const server = new grpc.Server({
-      'grpc.max_receive_message_length': cfg.api.max_message_bytes,
-      'grpc.max_send_message_length': cfg.api.max_message_bytes,
-    });
-    const cri = loadCri().runtime.v1;
-    const deps = { log, metrics };
-    const runtime = bindService(cri.RuntimeService.service, runtimeService(ctx), deps);
-    const image = bindService(cri.ImageService.service, imageService(ctx), deps);
-    server.addService(runtime.definition, runtime.handlers);
-    server.addService(image.definition, image.handlers);
-
-    await prepareSocketPath(cfg.api.listen);
-    // The socket file is created by bind; a tight umask means it is never reachable by others, even briefly.
-    const oldMask = process.umask(0o177);
+    const cleanup = new CleanupStack();
     try {
-      await new Promise<void>((resolve, reject) =>
-        server.bindAsync(`unix:${cfg.api.listen}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-      );
-    } finally {
-      process.umask(oldMask);
-    }
-    await secureSocket(cfg.api.listen, cfg.api.socket_group);
-
-    let metricsServer: http.Server | undefined;
-    let metricsPort: number | undefined;
-    if (cfg.metrics.enabled) {
-      try {
-        ({ server: metricsServer, port: metricsPort } = await serveMetrics(metrics, cfg.metrics.address));
-      } catch (err) {
+      await prepareSocketPath(cfg.api.listen);
+      const images = new ImageManager(layout.imageStore, () => current.cfg.image, log, {
+        bytes: (n) => metrics.imagePullBytes.inc(n),
+        layerReused: () => metrics.imageLayerReuse.inc(),
+      });
+      await images.init();
+      cleanup.push('release the storage lock', () => images.close());
+      const ctx: ServerContext = {
+        version: packageVersion(),
+        config: () => current.cfg,
+        log,
+        metrics,
+        layout,
+        runtimeState: { podCidr: await readPodCidr(cfg.state_dir) },
+        images,
+      };
+      const server = await serveCri(ctx, cfg);
+      cleanup.push('close the CRI socket', async () => {
         server.forceShutdown();
         await fs.rm(cfg.api.listen, { force: true });
-        throw new BerthError('UNAVAILABLE', `cannot serve metrics on ${cfg.metrics.address}: ${errnoCode(err) ?? String(err)}`);
+      });
+      let metricsServer: http.Server | undefined;
+      let metricsPort: number | undefined;
+      if (cfg.metrics.enabled) {
+        try {
+          ({ server: metricsServer, port: metricsPort } = await serveMetrics(metrics, cfg.metrics.address));
+        } catch (err) {
+          throw new BerthError('UNAVAILABLE', `cannot serve metrics on ${cfg.metrics.address}: ${errnoCode(err) ?? String(err)}`);
+        }
       }
+      log.info({ socket: cfg.api.listen, metricsPort: metricsPort ?? null, version: ctx.version }, 'berth is serving');
+      return new Daemon(current, log, server, images, metricsServer, metricsPort);
+    } catch (err) {
+      for (const failure of await cleanup.unwind()) log.warn({ err: failure.err }, `start-up cleanup failed: ${failure.what}`);
+      throw err;
     }
-    const daemon = new Daemon(current, log, server, metricsServer, metricsPort);
-    log.info({ socket: cfg.api.listen, metricsPort: metricsPort ?? null, version: ctx.version }, 'berth is serving');
-    return daemon;
   }
 
   get config(): BerthConfig {
@@ -122,8 +116,33 @@ export class Daemon {
       await new Promise<void>((resolve) => this.metricsServer?.close(() => resolve()));
     }
     await fs.rm(this.current.cfg.api.listen, { force: true });
+    await this.images.close();
     this.log.info('berth stopped');
   }
+}
+
+async function serveCri(ctx: ServerContext, cfg: BerthConfig): Promise<grpc.Server> {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': cfg.api.max_message_bytes,
+    'grpc.max_send_message_length': cfg.api.max_message_bytes,
+  });
+  const cri = loadCri().runtime.v1;
+  const deps = { log: ctx.log, metrics: ctx.metrics };
+  const runtime = bindService(cri.RuntimeService.service, runtimeService(ctx), deps);
+  const image = bindService(cri.ImageService.service, imageService(ctx), deps);
+  server.addService(runtime.definition, runtime.handlers);
+  server.addService(image.definition, image.handlers);
+  // The socket file is created by bind; a tight umask means it is never reachable by others, even briefly.
+  const oldMask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) =>
+      server.bindAsync(`unix:${cfg.api.listen}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
+  } finally {
+    process.umask(oldMask);
+  }
+  await secureSocket(cfg.api.listen, cfg.api.socket_group);
+  return server;
 }
 
 async function readPodCidr(stateDir: string): Promise<string> {

@@ -2,16 +2,19 @@
 import type { ImageServiceHandlers } from './generated/runtime/v1/ImageService';
 import type { ServerContext } from './context';
 import { imageFsInfo } from './image-fs-info';
-import { notImplemented } from './not-implemented';
+import { imageStatus } from './image-status';
+import { listImages, streamImages } from './list-images';
+import { pullImage } from './pull-image';
+import { removeImage } from './remove-image';
 import type { ServiceImpl } from './rpc';
 
 export function imageService(s: ServerContext): ServiceImpl<ImageServiceHandlers> {
   return {
     ImageFsInfo: imageFsInfo(s),
-    ListImages: notImplemented('ListImages'),
-    StreamImages: notImplemented('StreamImages'),
-    ImageStatus: notImplemented('ImageStatus'),
-    PullImage: notImplemented('PullImage'),
-    RemoveImage: notImplemented('RemoveImage'),
+    ListImages: listImages(s),
+    StreamImages: streamImages(s),
+    ImageStatus: imageStatus(s),
+    PullImage: pullImage(s),
+    RemoveImage: removeImage(s),
   };
 }

@@ -9,6 +9,10 @@ export class Metrics {
   readonly operations: Counter<'operation'>;
   readonly operationErrors: Counter<'operation' | 'code'>;
   readonly operationLatency: Histogram<'operation'>;
+  readonly imagePullBytes: Counter;
+  readonly imagePullDuration: Histogram;
+  readonly imagePullFailures: Counter<'reason'>;
+  readonly imageLayerReuse: Counter;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -29,6 +33,28 @@ export class Metrics {
       help: 'Latency of CRI operations, by RPC name.',
       labelNames: ['operation'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers: [this.registry],
+    });
+    this.imagePullBytes = new Counter({
+      name: 'berth_image_pulls_bytes_total',
+      help: 'Bytes of image layers downloaded from registries.',
+      registers: [this.registry],
+    });
+    this.imagePullDuration = new Histogram({
+      name: 'berth_image_pull_duration_seconds',
+      help: 'Duration of successful image pulls.',
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+      registers: [this.registry],
+    });
+    this.imagePullFailures = new Counter({
+      name: 'berth_image_pulls_failures_total',
+      help: 'Failed image pulls, by reason (the error code).',
+      labelNames: ['reason'],
+      registers: [this.registry],
+    });
+    this.imageLayerReuse = new Counter({
+      name: 'berth_image_layer_reuse_total',
+      help: 'Layers a pull did not download because the store already had them (or another pull was making them).',
       registers: [this.registry],
     });
   }
