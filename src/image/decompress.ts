@@ -4,17 +4,9 @@ import { spawn } from 'node:child_process';
 import { Duplex, PassThrough } from 'node:stream';
 import zlib from 'node:zlib';
 import { BerthError } from '../common/errors';
-
-export type Compression = 'gzip' | 'zstd' | 'none';
+import type { Compression } from './manifest';
 
 export const ZSTD_BINARY = '/usr/bin/zstd';
-
-export function compressionOf(mediaType: string): Compression {
-  if (/(\+|\.)gzip$/.test(mediaType)) return 'gzip';
-  if (mediaType.endsWith('+zstd')) return 'zstd';
-  if (mediaType.endsWith('.tar') || mediaType.endsWith('tar')) return 'none';
-  throw new BerthError('INVALID_ARGUMENT', `unsupported layer media type "${mediaType}"`);
-}
 
 export function decompressor(compression: Compression): Duplex {
   switch (compression) {

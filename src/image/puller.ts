@@ -13,8 +13,8 @@ import { sha256Digest } from '../storage/blob-store';
 import { extractLayer } from '../storage/extract';
 import type { ImageLayer, ImageRecord } from '../storage/image-store';
 import type { LayerStore } from '../storage/layer-store';
-import { compressionOf, decompressor } from './decompress';
-import { parseImageConfig, parseManifest, selectPlatform } from './manifest';
+import { decompressor } from './decompress';
+import { Compression, parseImageConfig, parseManifest, selectPlatform } from './manifest';
 import { formatName, ImageReference } from './reference';
 import type { Credentials, RegistryClient } from './registry-client';
 
@@ -63,6 +63,7 @@ export async function pullImage(deps: PullDeps, ref: ImageReference, auth: Crede
       throw new BerthError('INVALID_ARGUMENT', `image config lists ${diffIds.length} layers but the manifest has ${manifest.layers.length}`);
     }
     const chainIds = chainIdsOf(diffIds);
+    const compressions = new Map<string, Compression>(manifest.layers.map((l) => [l.digest, l.compression]));
     const layers: ImageLayer[] = manifest.layers.map((l, i) => ({
       chainId: chainIds[i] as string,
       diffId: diffIds[i] as string,
@@ -73,7 +74,7 @@ export async function pullImage(deps: PullDeps, ref: ImageReference, auth: Crede
     const unpacked = await inParallel(layers, cfg.pull_parallelism, async (layer, i) => {
       const { record, reused } = await deps.layers.create(
         { chainId: layer.chainId, diffId: layer.diffId, ...(i > 0 ? { parent: chainIds[i - 1] } : {}) },
-        (dir) => fetchLayer(deps, ref, layer, dir, { ...opts, watchdog }),
+        (dir) => fetchLayer(deps, ref, layer, compressions.get(layer.digest) ?? 'none', dir, { ...opts, watchdog }),
       );
       if (reused) deps.observer.layerReused();
       return record.size;
@@ -116,6 +117,7 @@ async function fetchLayer(
   deps: PullDeps,
   ref: ImageReference,
   layer: ImageLayer,
+  compression: Compression,
   dir: string,
   opts: { auth: Credentials | undefined; signal: AbortSignal; watchdog: Watchdog },
 ): Promise<{ bytes: number; entries: number }> {
@@ -138,7 +140,7 @@ async function fetchLayer(
       cb(null, chunk);
     },
   });
-  const download = pipeline(stream, counter, decompressor(compressionOf(layer.mediaType)), hasher, { signal: opts.signal });
+  const download = pipeline(stream, counter, decompressor(compression), hasher, { signal: opts.signal });
   const extracted = extractLayer(hasher, dir, { maxBytes: cfg.max_layer_bytes, maxEntries: cfg.max_layer_entries }, opts.signal);
   try {
     const [, result] = await Promise.all([download, extracted]);

@@ -87,6 +87,7 @@ class Extractor {
 
   run(source: Readable, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
+      if (source.destroyed || source.readableEnded) return reject(corrupt('the stream was already consumed'));
       const ex = tar.extract();
       const binaryPax = keepBinaryPax(ex);
       let failure: unknown;

@@ -151,6 +151,15 @@ describe('hostile paths are refused', () => {
       ],
       /passes through a symlink/,
     );
+    // Replacing a directory by a symlink drops its cached fds: a later child must not land in the old tree.
+    await refused(
+      [
+        { path: 'tree/a/b', type: 'file' },
+        { path: 'tree', type: 'symlink', linkname: '../outside' },
+        { path: 'tree/a/c', type: 'file' },
+      ],
+      'layer entry "tree/a/c" passes through a symlink',
+    );
     // A missing parent under a symlink is not created through it either.
     await refused(
       [
