@@ -97,7 +97,7 @@ function mountWithFsconfig(opts: OverlayOptions): void {
       }
     };
     set('source', 'overlay');
-    // Bottom-most first: each "lowerdir+" goes beneath the ones already given.
+    // Top-most first, as in "lowerdir=top:...:bottom": each "lowerdir+" goes beneath those already given.
     for (let i = 0; i < opts.lowers.length; i++) {
       const lower = opts.lowers[i] as string; // index in range
       try {

@@ -1,5 +1,6 @@
 // The image side of berth: pulling (one pull per reference at a time), resolving what a user names, removing,
 // and collecting layers and blobs no image uses. The storage root is locked for the daemon's lifetime.
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { BerthError } from '../common/errors';
 import { SingleFlight } from '../common/single-flight';
@@ -43,6 +44,7 @@ export class ImageManager {
   }
 
   async init(): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     this.lock = await lockStore(this.dir, (err) => this.log.error({ err }, 'storage lock compromised'));
     await this.blobs.init();
     const { removed } = await this.layers.init();
