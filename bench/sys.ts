@@ -109,3 +109,8 @@ export function diskUsageBytes(dir: string): number | undefined {
   const n = Number(r.stdout.split('\t')[0]);
   return r.status === 0 && Number.isFinite(n) ? n : undefined;
 }
+
+/** Flushes dirty pages system-wide (sync(1)), so one run's write-back does not land in the next run's timing. */
+export function syncDisks(): void {
+  spawnSync('/usr/bin/sync', [], { stdio: 'ignore' });
+}
