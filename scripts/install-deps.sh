@@ -6,8 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The daemon: OCI runtimes, the container monitor, CNI plugins, iptables (portmap), namespace tools.
-packages=(runc crun conmon containernetworking-plugins iptables iproute2 util-linux ca-certificates zstd)
+# The daemon: OCI runtimes, the container monitor, CNI plugins, iptables (portmap), namespace tools, zstd (zstd
+# layers), gcc + libc6-dev (the static pause process that holds a pod's PID namespace).
+packages=(runc crun conmon containernetworking-plugins iptables iproute2 util-linux ca-certificates zstd gcc libc6-dev)
 if [[ "${1:-}" == "--test" ]]; then
   # Tests: a real registry, busybox for image content, python3 (htpasswd bcrypt, sd_notify receiver), openssl (TLS).
   packages+=(docker-registry busybox-static python3 openssl procps)
@@ -29,4 +30,5 @@ if [[ ! -f node_modules/.berth-installed || package-lock.json -nt node_modules/.
   npm ci --no-audit --no-fund
   touch node_modules/.berth-installed
 fi
+bash native/build.sh
 npm run --silent build
