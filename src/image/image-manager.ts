@@ -106,14 +106,20 @@ export class ImageManager {
   }
 
   isPinned(record: ImageRecord): boolean {
-    const pinned = new Set(this.config().pinned_images.flatMap((p) => {
-      try {
-        return [formatReference(parseReference(p))];
-      } catch {
-        return [];
-      }
-    }));
+    const pinned = this.pinnedNames();
     return [...record.repoTags, ...record.repoDigests].some((n) => pinned.has(n));
+  }
+
+  private pinnedNames(): Set<string> {
+    return new Set(
+      this.config().pinned_images.flatMap((p) => {
+        try {
+          return [formatReference(parseReference(p))];
+        } catch {
+          return [];
+        }
+      }),
+    );
   }
 
   /**
@@ -125,7 +131,8 @@ export class ImageManager {
     const found = this.lookup(text);
     if (!found) return;
     const { record, by, name } = found;
-    if (this.isPinned(record) && (by === 'id' || record.repoTags.length + record.repoDigests.length <= 1)) {
+    // A pinned name may not go, and neither may a pinned image as a whole.
+    if (by === 'id' ? this.isPinned(record) : this.pinnedNames().has(name)) {
       throw new BerthError('FAILED_PRECONDITION', `image ${name} is pinned (image.pinned_images) and cannot be removed`);
     }
     const user = this.imageUser(record.id);
