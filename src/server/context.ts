@@ -3,6 +3,7 @@ import type { Logger } from './log';
 import type { Metrics } from './metrics';
 import type { StorageLayout } from '../storage/layout';
 import type { ImageManager } from '../image/image-manager';
+import type { SandboxManager } from '../runtime/sandbox-manager';
 
 /** What handlers share: the live config (replaced on SIGHUP), logging, metrics, and where state lives. */
 export interface ServerContext {
@@ -13,6 +14,7 @@ export interface ServerContext {
   readonly layout: StorageLayout;
   readonly runtimeState: RuntimeState;
   readonly images: ImageManager;
+  readonly sandboxes: SandboxManager;
 }
 
 /** Node-level settings the kubelet pushes with UpdateRuntimeConfig. */

@@ -8,6 +8,7 @@ import { CleanupStack } from '../common/cleanup-stack';
 import { BerthError, errnoCode } from '../common/errors';
 import { packageVersion } from '../common/package-root';
 import { ImageManager } from '../image/image-manager';
+import { SandboxManager } from '../runtime/sandbox-manager';
 import { storageLayout } from '../storage/layout';
 import { applyLive, BerthConfig, diffConfig } from './config';
 import type { ServerContext } from './context';
@@ -52,6 +53,15 @@ export class Daemon {
       });
       await images.init();
       cleanup.push('release the storage lock', () => images.close());
+      const sandboxes = new SandboxManager({
+        stateDir: cfg.state_dir,
+        checkpointDir: layout.podCheckpoints,
+        cgroupParent: () => current.cfg.runtime.cgroup_parent,
+        handlers: () => current.cfg.runtime.handlers,
+        defaultHandler: () => current.cfg.runtime.default_handler,
+      });
+      const { unreadable } = await sandboxes.init();
+      for (const u of unreadable) log.error({ pod: u.id, error: u.error }, 'pod checkpoint unreadable');
       const ctx: ServerContext = {
         version: packageVersion(),
         config: () => current.cfg,
@@ -60,6 +70,7 @@ export class Daemon {
         layout,
         runtimeState: { podCidr: await readPodCidr(cfg.state_dir) },
         images,
+        sandboxes,
       };
       const server = await serveCri(ctx, cfg);
       cleanup.push('close the CRI socket', async () => {

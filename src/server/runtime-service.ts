@@ -2,6 +2,7 @@
 import type { RuntimeServiceHandlers } from './generated/runtime/v1/RuntimeService';
 import type { ServerContext } from './context';
 import { notImplemented } from './not-implemented';
+import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox, streamPodSandboxes } from './pod-sandbox';
 import type { ServiceImpl } from './rpc';
 import { runtimeConfig } from './runtime-config';
 import { status } from './status';
@@ -14,12 +15,12 @@ export function runtimeService(s: ServerContext): ServiceImpl<RuntimeServiceHand
     Status: status(s),
     RuntimeConfig: runtimeConfig(s),
     UpdateRuntimeConfig: updateRuntimeConfig(s),
-    RunPodSandbox: notImplemented('RunPodSandbox'),
-    StopPodSandbox: notImplemented('StopPodSandbox'),
-    RemovePodSandbox: notImplemented('RemovePodSandbox'),
-    PodSandboxStatus: notImplemented('PodSandboxStatus'),
-    ListPodSandbox: notImplemented('ListPodSandbox'),
-    StreamPodSandboxes: notImplemented('StreamPodSandboxes'),
+    RunPodSandbox: runPodSandbox(s),
+    StopPodSandbox: stopPodSandbox(s),
+    RemovePodSandbox: removePodSandbox(s),
+    PodSandboxStatus: podSandboxStatus(s),
+    ListPodSandbox: listPodSandbox(s),
+    StreamPodSandboxes: streamPodSandboxes(s),
     CreateContainer: notImplemented('CreateContainer'),
     StartContainer: notImplemented('StartContainer'),
     StopContainer: notImplemented('StopContainer'),

@@ -7,8 +7,17 @@ export interface StorageLayout {
   imageStore: string;
   /** Per-container writable layers: what ImageFsInfo reports as the container filesystem. */
   containers: string;
+  /** Checkpoints of pods and containers (kept across reboots, like the images they refer to). */
+  podCheckpoints: string;
+  containerCheckpoints: string;
 }
 
 export function storageLayout(root: string): StorageLayout {
-  return { root, imageStore: path.join(root, 'image-store'), containers: path.join(root, 'containers') };
+  return {
+    root,
+    imageStore: path.join(root, 'image-store'),
+    containers: path.join(root, 'containers'),
+    podCheckpoints: path.join(root, 'checkpoints', 'pods'),
+    containerCheckpoints: path.join(root, 'checkpoints', 'containers'),
+  };
 }

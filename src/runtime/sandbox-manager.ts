@@ -1,0 +1,191 @@
+// Pod sandboxes: namespaces pinned by a child process, the pod's files and /dev/shm, an optional pause process
+// holding a pod-level PID namespace, and a checkpoint per pod. Every step of a run is undone if a later one fails.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { mount, umount2, MNT_DETACH, MS_NODEV, MS_NOEXEC, MS_NOSUID } from '../../native/mount';
+import { CleanupStack } from '../common/cleanup-stack';
+import { BerthError, errnoCode, errorMessage, invalidArgument } from '../common/errors';
+import { KeyedMutex } from '../common/keyed-mutex';
+import { nowNs } from '../common/time';
+import type { PodSandboxConfig__Output } from '../server/generated/runtime/v1/PodSandboxConfig';
+import { NameRegistry, ObjectStore } from '../storage/object-store';
+import { removeCgroup, joinCgroup } from './cgroups';
+import { applySysctls, createPodNamespaces, removePodNamespaces, startPause, stopPause } from './namespaces';
+import { writePodFiles } from './pod-files';
+
+export type SandboxState = 'SANDBOX_READY' | 'SANDBOX_NOTREADY';
+
+export interface SandboxRecord {
+  id: string;
+  name: string;
+  /** The CRI config as the kubelet sent it (labels, annotations, DNS, ports, linux options). */
+  config: PodSandboxConfig__Output;
+  runtimeHandler: string;
+  state: SandboxState;
+  createdAtNs: string;
+  dir: string;
+  hostname: string;
+  hostNetwork: boolean;
+  hostIpc: boolean;
+  hostPid: boolean;
+  namespaces: { net?: string; ipc?: string; uts?: string; pid?: string };
+  pausePid?: number;
+  cgroupParent: string;
+  files: { hostname: string; hosts: string; resolvConf: string; shm: string };
+  ips: string[];
+}
+
+/** Hook for pod networking (CNI): set up after the namespaces exist, torn down on stop. */
+export interface PodNetwork {
+  setUp(pod: SandboxRecord): Promise<string[]>;
+  tearDown(pod: SandboxRecord): Promise<void>;
+}
+
+export interface SandboxDeps {
+  stateDir: string;
+  checkpointDir: string;
+  cgroupParent: () => string;
+  handlers: () => Record<string, unknown>;
+  defaultHandler: () => string;
+  network?: PodNetwork;
+  /** Stops and removes the pod's containers (set by the container manager). */
+  containers?: { stopAll(podId: string): Promise<void>; removeAll(podId: string): Promise<void> };
+}
+
+const SHM_SIZE = 'size=65536k';
+
+export class SandboxManager {
+  readonly store: ObjectStore<SandboxRecord>;
+  private readonly names = new NameRegistry('pod sandbox');
+  private readonly locks = new KeyedMutex();
+
+  constructor(private readonly deps: SandboxDeps) {
+    this.store = new ObjectStore<SandboxRecord>(deps.checkpointDir, 'pod sandbox');
+  }
+
+  async init(): Promise<{ unreadable: { id: string; error: string }[] }> {
+    const result = await this.store.init();
+    for (const pod of this.store.list()) this.names.reserve(pod.name, pod.id);
+    return result;
+  }
+
+  async run(config: PodSandboxConfig__Output, runtimeHandler: string): Promise<SandboxRecord> {
+    const meta = config.metadata;
+    if (!meta) throw invalidArgument('config.metadata is required');
+    for (const field of ['name', 'namespace', 'uid'] as const) {
+      if (!meta[field]) throw invalidArgument(`config.metadata.${field} is required`);
+    }
+    const handler = runtimeHandler || this.deps.defaultHandler();
+    if (!(handler in this.deps.handlers())) throw invalidArgument(`runtime_handler "${runtimeHandler}" is not configured`);
+    const id = randomBytes(32).toString('hex');
+    const name = `${meta.name}_${meta.namespace}_${meta.uid}_${meta.attempt}`;
+    const opts = config.linux?.security_context?.namespace_options;
+    const hostNetwork = opts?.network === 'NODE';
+    const hostIpc = opts?.ipc === 'NODE';
+    const hostPid = opts?.pid === 'NODE';
+    const hostname = config.hostname || (hostNetwork ? (await fs.readFile('/proc/sys/kernel/hostname', 'utf8')).trim() : meta.name);
+    const dir = path.join(this.deps.stateDir, 'pods', id);
+    const cgroupParent = config.linux?.cgroup_parent || `${this.deps.cgroupParent()}/pod-${id.slice(0, 12)}`;
+    if (!cgroupParent.startsWith('/')) throw invalidArgument(`config.linux.cgroup_parent: "${cgroupParent}" must be an absolute cgroupfs path (cgroup driver is cgroupfs)`);
+
+    const undo = new CleanupStack();
+    try {
+      this.names.reserve(name, id);
+      undo.push('release the pod name', () => this.names.release(name, id));
+      await fs.mkdir(dir, { recursive: true, mode: 0o711 });
+      undo.push('remove the pod directory', () => fs.rm(dir, { recursive: true, force: true }));
+      const ns = await createPodNamespaces(path.join(dir, 'ns'), { net: !hostNetwork, ipc: !hostIpc, uts: !hostNetwork }, hostNetwork ? undefined : hostname);
+      undo.push('remove the pod namespaces', () => removePodNamespaces(ns.dir));
+      const sysctls = config.linux?.sysctls ?? {};
+      if (Object.keys(sysctls).length > 0) await applySysctls(ns, sysctls);
+      const files = await writePodFiles(dir, { hostname, hostNetwork, dns: config.dns_config });
+      const shm = hostIpc ? '/dev/shm' : path.join(dir, 'shm');
+      if (!hostIpc) {
+        await fs.mkdir(shm, { mode: 0o1777 });
+        mount('shm', shm, 'tmpfs', MS_NOSUID | MS_NODEV | MS_NOEXEC, `mode=1777,${SHM_SIZE}`);
+        undo.push('unmount the pod /dev/shm', () => umount2(shm, MNT_DETACH));
+      }
+      const record: SandboxRecord = {
+        id, name, config, runtimeHandler: handler, state: 'SANDBOX_READY', createdAtNs: nowNs().toString(), dir, hostname,
+        hostNetwork, hostIpc, hostPid, namespaces: { ...pick(ns) }, cgroupParent, files: { ...files, shm }, ips: [],
+      };
+      if (opts?.pid === 'POD') {
+        const pause = await startPause(ns, path.join(dir, 'ns'));
+        undo.push('stop the pause process', () => stopPause(pause.pid));
+        await joinCgroup(`${cgroupParent}/pause`, pause.pid);
+        undo.push('remove the pod cgroup', () => removeCgroup(cgroupParent));
+        record.pausePid = pause.pid;
+        record.namespaces.pid = pause.pidNsPath;
+      }
+      if (this.deps.network && !hostNetwork) {
+        record.ips = await this.deps.network.setUp(record);
+        undo.push('tear down the pod network', () => this.deps.network?.tearDown(record));
+      }
+      await this.store.put(record);
+      return record;
+    } catch (err) {
+      const failures = await undo.unwind();
+      const detail = failures.length > 0 ? ` (and cleanup failed: ${failures.map((f) => `${f.what}: ${errorMessage(f.err)}`).join('; ')})` : '';
+      if (err instanceof BerthError) throw new BerthError(err.code, `RunPodSandbox ${name}: ${err.message}${detail}`);
+      throw new BerthError('INTERNAL', `RunPodSandbox ${name}: ${errorMessage(err)}${detail}`);
+    }
+  }
+
+  /** Stops the pod's containers, its pause process and its network; idempotent. */
+  async stop(idOrPrefix: string): Promise<void> {
+    const pod = this.store.lookup(idOrPrefix);
+    if (!pod) return;
+    await this.locks.with(pod.id, async () => {
+      await this.deps.containers?.stopAll(pod.id);
+      if (pod.pausePid !== undefined) await stopPause(pod.pausePid);
+      if (this.deps.network && !pod.hostNetwork) await this.deps.network.tearDown(pod);
+      if (pod.state !== 'SANDBOX_NOTREADY' || pod.pausePid !== undefined) {
+        const next: SandboxRecord = { ...pod, state: 'SANDBOX_NOTREADY', ips: [] };
+        delete next.pausePid;
+        await this.store.put(next);
+      }
+    });
+  }
+
+  /** Removes the pod and everything it holds; removing an unknown pod is not an error. */
+  async remove(idOrPrefix: string): Promise<void> {
+    const pod = this.store.lookup(idOrPrefix);
+    if (!pod) return;
+    await this.stop(pod.id);
+    await this.locks.with(pod.id, async () => {
+      await this.deps.containers?.removeAll(pod.id);
+      await removePodNamespaces(path.join(pod.dir, 'ns'));
+      if (!pod.hostIpc) unmountQuietly(pod.files.shm);
+      if (!pod.config.linux?.cgroup_parent) await removeCgroup(pod.cgroupParent);
+      else await removeCgroup(`${pod.cgroupParent}/pause`);
+      await fs.rm(pod.dir, { recursive: true, force: true });
+      await this.store.delete(pod.id);
+      this.names.release(pod.name, pod.id);
+    });
+  }
+
+  get(idOrPrefix: string): SandboxRecord {
+    return this.store.resolve(idOrPrefix);
+  }
+
+  list(): SandboxRecord[] {
+    return this.store.list();
+  }
+}
+
+function pick(ns: { net?: string; ipc?: string; uts?: string }): { net?: string; ipc?: string; uts?: string } {
+  const out: { net?: string; ipc?: string; uts?: string } = {};
+  if (ns.net) out.net = ns.net;
+  if (ns.ipc) out.ipc = ns.ipc;
+  if (ns.uts) out.uts = ns.uts;
+  return out;
+}
+
+function unmountQuietly(target: string): void {
+  try {
+    umount2(target, MNT_DETACH);
+  } catch (err) {
+    if (errnoCode(err) !== 'EINVAL' && errnoCode(err) !== 'ENOENT') throw err;
+  }
+}
