@@ -14,7 +14,8 @@ import { extractLayer } from '../storage/extract';
 import type { ImageLayer, ImageRecord } from '../storage/image-store';
 import type { LayerStore } from '../storage/layer-store';
 import { decompressor } from './decompress';
-import { Compression, parseImageConfig, parseManifest, selectPlatform } from './manifest';
+import { parseImageConfig } from './image-config';
+import { Compression, parseManifest, selectPlatform } from './manifest';
 import { formatName, ImageReference } from './reference';
 import type { Credentials, RegistryClient } from './registry-client';
 

@@ -3,16 +3,18 @@
 // challenge → redirects. Every byte returned is checked against the digest it was asked for.
 import { createHash } from 'node:crypto';
 import type { Agent, IncomingMessage } from 'node:http';
-import { Readable, Transform, TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { BerthError } from '../common/errors';
 import type { ImageConfig } from '../server/config-schema';
 import { MANIFEST_ACCEPT, bareMediaType } from './manifest';
 import { formatName, formatReference, ImageReference, isDigest } from './reference';
+import { AgentPool } from './registry-agents';
 import { AuthContext, Credentials, parseChallenges, RegistryAuth, refused } from './registry-auth';
+import { Endpoint, resolveEndpoints, Scheme } from './registry-endpoints';
 import {
-  AgentPool, cancelled, contentLength, Endpoint, errorDetail, messageOf, readBody, RequestError, resolveEndpoints,
-  retryAfterMs, safeUrl, Scheme, sendFollowing, withRetries,
+  cancelled, contentLength, errorDetail, messageOf, readBody, RequestError, retryAfterMs, safeUrl, sendFollowing, withRetries,
 } from './registry-transport';
+import { VerifyingStream } from './verifying-stream';
 
 export type { Credentials } from './registry-auth';
 
@@ -43,6 +45,8 @@ const TOKEN_BODY_MAX = 1024 * 1024;
 const USER_AGENT = 'berth';
 
 type Target = { kind: 'manifest' | 'blob'; ref: ImageReference; digest?: string };
+/** Reads a 2xx response from `ep` (at `url`, after any redirects) into the result. */
+type Handle<T> = (res: IncomingMessage, ep: Endpoint, url: URL) => Promise<T>;
 
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -131,7 +135,7 @@ export class RegistryClient {
     path: string,
     headers: Record<string, string>,
     opts: RequestOptions,
-    handle: (res: IncomingMessage, ep: Endpoint, url: URL) => Promise<T>,
+    handle: Handle<T>,
   ): Promise<T> {
     const cfg = this.getConfig();
     const endpoints = resolveEndpoints(target.ref.registry, cfg);
@@ -161,7 +165,7 @@ export class RegistryClient {
     headers: Record<string, string>,
     opts: RequestOptions,
     cfg: ImageConfig,
-    handle: (res: IncomingMessage, ep: Endpoint, url: URL) => Promise<T>,
+    handle: Handle<T>,
   ): Promise<T> {
     const worked = this.schemeWorked.get(ep.host);
     const schemes = worked && ep.schemes.includes(worked) ? [worked, ...ep.schemes.filter((s) => s !== worked)] : ep.schemes;
@@ -198,7 +202,7 @@ export class RegistryClient {
     base: Record<string, string>,
     opts: RequestOptions,
     cfg: ImageConfig,
-    handle: (res: IncomingMessage, ep: Endpoint, url: URL) => Promise<T>,
+    handle: Handle<T>,
   ): Promise<T> {
     const ctx: AuthContext = {
       origin: url.origin,
@@ -286,44 +290,4 @@ export class RegistryClient {
 function blobTarget(ref: ImageReference, digest: string): Target {
   if (!isDigest(digest)) throw new BerthError('INVALID_ARGUMENT', `blob digest ${JSON.stringify(digest.slice(0, 100))} is not a sha256 digest`);
   return { kind: 'blob', ref, digest };
-}
-
-/** Passes bytes through while hashing them; ends with DATA_LOSS (not a clean end) on truncation or a wrong digest. */
-class VerifyingStream extends Transform {
-  private readonly hash = createHash('sha256');
-  private got = 0;
-
-  constructor(
-    private readonly digest: string,
-    private readonly size: number | undefined,
-  ) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.got += chunk.length;
-    if (this.size !== undefined && this.got > this.size) {
-      return cb(new BerthError('DATA_LOSS', `blob ${this.digest} is longer than the expected ${this.size} bytes`));
-    }
-    this.hash.update(chunk);
-    cb(null, chunk);
-  }
-
-  override _flush(cb: TransformCallback): void {
-    if (this.size !== undefined && this.got < this.size) return cb(this.truncated());
-    const actual = `sha256:${this.hash.digest('hex')}`;
-    if (actual !== this.digest) return cb(new BerthError('DATA_LOSS', `blob ${this.digest} digest mismatch: got ${actual}`));
-    cb();
-  }
-
-  truncated(): BerthError {
-    return new BerthError('DATA_LOSS', `blob ${this.digest} truncated: got ${this.got} of ${this.size ?? '?'} bytes`);
-  }
-
-  /** The source failed mid-body: a short read when the size is known, otherwise an unavailable registry. */
-  streamFailed(label: string, err: unknown): BerthError {
-    if (err instanceof BerthError) return err;
-    if (this.size !== undefined && this.got < this.size) return this.truncated();
-    return new BerthError('UNAVAILABLE', `blob ${this.digest} download from ${label} failed after ${this.got} bytes: ${messageOf(err)}`);
-  }
 }

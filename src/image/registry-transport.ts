@@ -1,16 +1,10 @@
-// HTTP plumbing under the registry client: keep-alive agents with per-host TLS from a certs.d directory, one request
-// with a connect+headers deadline (the body is not bounded: the puller watches progress), redirects that never carry
+// HTTP plumbing under the registry client (its agents are in registry-agents.ts): one request with a
+// connect+headers deadline (the body is not bounded: the puller watches progress), redirects that never carry
 // Authorization to another origin, bounded body reads, and retries with exponential backoff.
-import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rootCertificates } from 'node:tls';
 import { BerthError, ErrorCode, errnoCode, errorMessage } from '../common/errors';
-import type { ImageConfig } from '../server/config-schema';
-import { registryEndpointHost } from './reference';
 
 /**
  * A failed request. `kind` drives the caller: 'connection' (no answer at all: the next scheme or endpoint may work),
@@ -56,146 +50,6 @@ function connectionError(url: URL, err: unknown): BerthError {
 export function cancelled(what: string, signal?: AbortSignal): BerthError {
   const reason: unknown = signal?.reason;
   return reason instanceof BerthError ? reason : new BerthError('CANCELLED', `${what} cancelled`);
-}
-
-// ---- endpoints: mirrors, then the registry -------------------------------------------------------------------------
-
-export type Scheme = 'https' | 'http';
-
-export interface Endpoint {
-  /** How errors and logs name it: "127.0.0.1:5000", "mirror http://m:5000/prefix". */
-  label: string;
-  /** host[:port]: the certs.d directory name and the connection target. */
-  host: string;
-  /** "/v2", or "<path>/v2" for a mirror URL with a path. */
-  apiRoot: string;
-  /** In order of preference. */
-  schemes: Scheme[];
-  skipVerify: boolean;
-  mirror: boolean;
-}
-
-function isLocalhost(host: string): boolean {
-  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
-  return name === 'localhost' || name === '::1' || /^127\.\d+\.\d+\.\d+$/.test(name);
-}
-
-/**
- * Mirrors in configured order, then the registry. A bare "host[:port]" is tried over https, and over http too when
- * its own registries entry says insecure (which also skips certificate checks, as docker's insecure-registries do)
- * or it is localhost (containerd's fallback); a mirror URL uses exactly its scheme. A blocked registry is refused;
- * a blocked mirror is skipped.
- */
-export function resolveEndpoints(registry: string, cfg: ImageConfig): Endpoint[] {
-  const own = cfg.registries[registry];
-  if (own?.blocked) {
-    throw new BerthError('PERMISSION_DENIED', `registry ${registry} is blocked by configuration (image.registries."${registry}".blocked)`);
-  }
-  const bare = (host: string, label: string, mirror: boolean, insecure = cfg.registries[host]?.insecure ?? false): Endpoint => {
-    const schemes: Scheme[] = insecure || isLocalhost(host) ? ['https', 'http'] : ['https'];
-    return { label, host, apiRoot: '/v2', schemes, skipVerify: insecure, mirror };
-  };
-  const out: Endpoint[] = [];
-  for (const m of own?.mirrors ?? []) {
-    let ep: Endpoint;
-    if (m.includes('://')) {
-      const u = new URL(m);
-      const path = u.pathname.replace(/\/+$/, '');
-      const apiRoot = path.endsWith('/v2') ? path : `${path}/v2`;
-      const scheme: Scheme = u.protocol === 'http:' ? 'http' : 'https';
-      ep = { label: `mirror ${m}`, host: u.host, apiRoot, schemes: [scheme], skipVerify: cfg.registries[u.host]?.insecure ?? false, mirror: true };
-    } else ep = bare(m, `mirror ${m}`, true);
-    if (cfg.registries[ep.host]?.blocked) continue;
-    if (!out.some((o) => o.host === ep.host && o.apiRoot === ep.apiRoot)) out.push(ep);
-  }
-  out.push(bare(registryEndpointHost(registry), registry, false, own?.insecure ?? false));
-  return out;
-}
-
-// ---- TLS material from certs.d and agents -------------------------------------------------------------------------
-
-export interface TlsMaterial {
-  ca: string[];
-  cert?: Buffer;
-  key?: Buffer;
-  /** Content hash: agents are shared by identical material. */
-  id: string;
-}
-
-const CERTS_TTL_MS = 5_000;
-
-/** `<dir>/<host[:port]>/`: *.crt are CAs (added to the system roots), *.cert with the matching *.key a client pair. */
-function loadCertsDir(dir: string, host: string): Promise<TlsMaterial | undefined> {
-  // Hosts come from validated references, config or a parsed URL; refuse anything that could leave the directory.
-  if (!dir || host === '' || host.startsWith('.') || /[/\\\0]/.test(host)) return Promise.resolve(undefined);
-  return readCertsDir(join(dir, host));
-}
-
-async function readCertsDir(hostDir: string): Promise<TlsMaterial | undefined> {
-  let names: string[];
-  try {
-    names = (await readdir(hostDir)).sort();
-  } catch {
-    return undefined; // no directory: system roots only
-  }
-  const ca: string[] = [];
-  let cert: Buffer | undefined;
-  let key: Buffer | undefined;
-  for (const name of names) {
-    if (name.endsWith('.crt')) ca.push(await readFile(join(hostDir, name), 'utf8'));
-    else if (name.endsWith('.cert') && cert === undefined) {
-      const keyName = `${name.slice(0, -'.cert'.length)}.key`;
-      if (!names.includes(keyName)) {
-        throw new BerthError('FAILED_PRECONDITION', `client certificate ${join(hostDir, name)} has no matching ${keyName}`);
-      }
-      cert = await readFile(join(hostDir, name));
-      key = await readFile(join(hostDir, keyName));
-    }
-  }
-  if (ca.length === 0 && cert === undefined) return undefined;
-  const hash = createHash('sha256');
-  for (const c of ca) hash.update(c);
-  if (cert && key) hash.update(cert).update(key);
-  return { ca, ...(cert && key ? { cert, key } : {}), id: hash.digest('hex') };
-}
-
-/** Keep-alive agents by TLS material, and the certs.d material itself (re-read after a few seconds: it is live). */
-export class AgentPool {
-  private readonly agents = new Map<string, http.Agent>();
-  private readonly certs = new Map<string, { at: number; value: Promise<TlsMaterial | undefined> }>();
-
-  tlsFor(dir: string, host: string): Promise<TlsMaterial | undefined> {
-    const key = `${dir}\0${host}`;
-    const hit = this.certs.get(key);
-    if (hit && Date.now() - hit.at < CERTS_TTL_MS) return hit.value;
-    const value = loadCertsDir(dir, host);
-    this.certs.set(key, { at: Date.now(), value });
-    if (this.certs.size > 256) this.certs.delete(this.certs.keys().next().value as string);
-    return value;
-  }
-
-  get(protocol: string, material: TlsMaterial | undefined, skipVerify: boolean): http.Agent {
-    const id = protocol === 'https:' ? `https|${skipVerify}|${material?.id ?? ''}` : 'http';
-    let agent = this.agents.get(id);
-    if (!agent) {
-      agent =
-        protocol === 'https:'
-          ? new https.Agent({
-              keepAlive: true,
-              rejectUnauthorized: !skipVerify,
-              ...(material?.ca.length ? { ca: [...rootCertificates, ...material.ca] } : {}),
-              ...(material?.cert ? { cert: material.cert, key: material.key } : {}),
-            })
-          : new http.Agent({ keepAlive: true });
-      this.agents.set(id, agent);
-    }
-    return agent;
-  }
-
-  destroy(): void {
-    for (const agent of this.agents.values()) agent.destroy();
-    this.agents.clear();
-  }
 }
 
 // ---- one request, redirects, bodies -------------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 // Every path is cleaned lexically, its parent resolved with openat2 inside the layer root refusing all symlinks,
 // and the final component touched only through fd-relative calls that never follow it. OCI whiteouts become
 // overlayfs ones (0:0 char devices, trusted.overlay.opaque).
-import { closeSync, fchmodSync, fchownSync, futimesSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync, futimesSync, readdirSync, rmSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { BerthError, errnoCode, errorMessage } from '../common/errors';
 import * as n from '../../native/fs';
+import { DIR, LayerDirs } from './layer-dirs';
+import {
+  cleanPath, EntryStream, Header, invalid, keepBinaryPax, meta, Meta, PATH_MAX, pump, quote, setXattrs,
+} from './tar-entry';
 
 export interface ExtractLimits {
   /** Total bytes of entry contents (header sizes), the decompression-bomb guard. */
@@ -19,31 +23,12 @@ export interface ExtractResult {
   bytes: number;
 }
 
-type Header = tar.Header;
-type EntryStream = tar.ExtractEvents['entry'][1];
-interface Meta {
-  uid: number;
-  gid: number;
-  mode: number;
-  mtime: number;
-  xattrs: [string, Buffer][];
-}
-
-const PATH_MAX = 4096;
-const NAME_MAX = 255;
-const CACHE_SIZE = 64;
-const XATTR_PAX = 'SCHILY.xattr.';
 const OPAQUE = '.wh..wh..opq';
-const IN_ROOT = n.RESOLVE_IN_ROOT | n.RESOLVE_NO_SYMLINKS | n.RESOLVE_NO_MAGICLINKS;
-const DIR = n.O_RDONLY | n.O_DIRECTORY | n.O_CLOEXEC;
 const NODE_TYPES: Partial<Record<string, number>> = {
   'character-device': n.S_IFCHR,
   'block-device': n.S_IFBLK,
   fifo: n.S_IFIFO,
 };
-
-const quote = (s: string): string => JSON.stringify(s.length > 200 ? `${s.slice(0, 200)}…` : s);
-const invalid = (msg: string): BerthError => new BerthError('INVALID_ARGUMENT', msg);
 
 /**
  * Extracts `tar` (uncompressed layer bytes) into the empty directory `dest`. Refuses the whole layer on any hostile
@@ -75,15 +60,16 @@ export async function extractLayer(
 class Extractor {
   entries = 0;
   bytes = 0;
-  /** Open directory fds by cleaned path, least recently used first: consecutive entries share parents. */
-  private readonly dirs = new Map<string, number>();
+  private readonly dirs: LayerDirs;
   /** Directory mtimes, applied once their children are written. */
   private readonly dirTimes = new Map<string, number>();
 
   constructor(
-    private readonly root: number,
+    root: number,
     private readonly limits: ExtractLimits,
-  ) {}
+  ) {
+    this.dirs = new LayerDirs(root);
+  }
 
   run(source: Readable, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -145,7 +131,7 @@ class Extractor {
     const m = meta(h, what, binaryPax);
     const nodeType = NODE_TYPES[type ?? ''];
     if (type === 'file' || type === 'contiguous-file') {
-      const pfd = this.parent(dir, what);
+      const pfd = this.dirs.parent(dir, what);
       const fd = this.create(pfd, base, path, () =>
         n.openat(pfd, base, n.O_WRONLY | n.O_CREAT | n.O_EXCL | n.O_NOFOLLOW | n.O_CLOEXEC, 0o600),
       );
@@ -163,7 +149,7 @@ class Extractor {
     if (hasData) await pump(stream, -1);
     if (type === 'directory') return this.directory(dir, base, path, m, what);
     if (type === 'link') return this.hardlink(dir, base, path, h.linkname ?? '', what);
-    const pfd = this.parent(dir, what);
+    const pfd = this.dirs.parent(dir, what);
     if (type === 'symlink') {
       const target = h.linkname ?? '';
       if (target === '' || target.includes('\0') || Buffer.byteLength(target) >= PATH_MAX) {
@@ -183,9 +169,9 @@ class Extractor {
   }
 
   private directory(dir: string, base: string, path: string, m: Meta, what: string): void {
-    let fd = this.root;
+    let fd = this.dirs.root;
     if (path !== '') {
-      const pfd = this.parent(dir, what);
+      const pfd = this.dirs.parent(dir, what);
       try {
         n.mkdirat(pfd, base, 0o700);
       } catch (err) {
@@ -199,7 +185,7 @@ class Extractor {
         n.mkdirat(pfd, base, 0o700);
         fd = n.openat(pfd, base, DIR | n.O_NOFOLLOW);
       }
-      this.remember(path, fd); // likely the next entries' parent
+      this.dirs.remember(path, fd); // likely the next entries' parent
     }
     fchownSync(fd, m.uid, m.gid);
     setXattrs(m, what, (name, value) => n.fsetxattr(fd, name, value));
@@ -213,9 +199,9 @@ class Extractor {
     if (target === path) return; // a link to itself changes nothing
     if (target.startsWith(`${path}/`)) throw invalid(`${what} is a hardlink into itself`);
     const tslash = target.lastIndexOf('/');
-    const tpfd = this.parent(tslash < 0 ? '' : target.slice(0, tslash), `${what} (hardlink target)`, false);
+    const tpfd = this.dirs.parent(tslash < 0 ? '' : target.slice(0, tslash), `${what} (hardlink target)`, false);
     const tbase = target.slice(tslash + 1);
-    const pfd = this.parent(dir, what);
+    const pfd = this.dirs.parent(dir, what);
     try {
       this.create(pfd, base, path, () => n.linkat(tpfd, tbase, pfd, base, 0)); // 0: a symlink target is linked itself
     } catch (err) {
@@ -227,7 +213,7 @@ class Extractor {
   }
 
   private whiteout(dir: string, base: string, what: string): void {
-    const pfd = this.parent(dir, what);
+    const pfd = this.dirs.parent(dir, what);
     if (base === OPAQUE) return n.fsetxattr(pfd, 'trusted.overlay.opaque', Buffer.from('y'));
     if (base.startsWith('.wh..wh.')) return; // other aufs metadata
     const name = base.slice(4);
@@ -268,220 +254,30 @@ class Extractor {
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return;
       if (errnoCode(err) !== 'EISDIR') throw err;
-      for (const [p, fd] of this.dirs) {
-        if (p === path || p.startsWith(`${path}/`)) {
-          closeSync(fd);
-          this.dirs.delete(p);
-        }
-      }
+      this.dirs.forget(path);
       for (const p of this.dirTimes.keys()) if (p === path || p.startsWith(`${path}/`)) this.dirTimes.delete(p);
       // Only this layer writes here, and rm lstat()s before descending: nothing under dest is followed.
       rmSync(`/proc/self/fd/${pfd}/${base}`, { recursive: true, force: true });
     }
   }
 
-  /** An fd for directory `dir` (cleaned, relative to the root), created as needed when `create`. */
-  private parent(dir: string, what: string, create = true): number {
-    if (dir === '') return this.root;
-    const hit = this.dirs.get(dir);
-    if (hit !== undefined) {
-      this.dirs.delete(dir); // refresh its place in the LRU order
-      this.dirs.set(dir, hit);
-      return hit;
-    }
-    let fd: number;
-    try {
-      fd = n.openat2(this.root, dir, DIR, 0, IN_ROOT);
-    } catch (err) {
-      if (errnoCode(err) !== 'ENOENT' || !create) throw resolveError(err, what);
-      fd = this.mkdirs(dir, what);
-    }
-    this.remember(dir, fd);
-    return fd;
-  }
-
-  /** Creates missing parents (0755, root-owned) as tar does, one component at a time, never through a symlink. */
-  private mkdirs(dir: string, what: string): number {
-    let cur = this.root;
-    try {
-      for (const name of dir.split('/')) {
-        let made = true;
-        try {
-          n.mkdirat(cur, name, 0o755);
-        } catch (err) {
-          if (errnoCode(err) !== 'EEXIST') throw err;
-          made = false;
-        }
-        let next: number;
-        try {
-          next = n.openat2(cur, name, DIR | n.O_NOFOLLOW, 0, IN_ROOT);
-        } catch (err) {
-          throw resolveError(err, what);
-        }
-        if (cur !== this.root) closeSync(cur);
-        cur = next;
-        if (made) fchmodSync(cur, 0o755); // whatever the process umask
-      }
-      return cur;
-    } catch (err) {
-      if (cur !== this.root) closeSync(cur);
-      throw err;
-    }
-  }
-
-  private remember(dir: string, fd: number): void {
-    const old = this.dirs.get(dir);
-    if (old !== undefined && old !== fd) closeSync(old);
-    this.dirs.delete(dir);
-    this.dirs.set(dir, fd);
-    if (this.dirs.size > CACHE_SIZE) {
-      const [oldest, ofd] = this.dirs.entries().next().value as [string, number];
-      this.dirs.delete(oldest);
-      closeSync(ofd);
-    }
-  }
-
   applyDirTimes(): void {
     for (const [path, mtime] of this.dirTimes) {
       if (path === '') {
-        futimesSync(this.root, mtime, mtime);
+        futimesSync(this.dirs.root, mtime, mtime);
         continue;
       }
       const slash = path.lastIndexOf('/');
-      const pfd = this.parent(slash < 0 ? '' : path.slice(0, slash), `layer entry ${quote(path)}`, false);
+      const pfd = this.dirs.parent(slash < 0 ? '' : path.slice(0, slash), `layer entry ${quote(path)}`, false);
       n.utimensat(pfd, path.slice(slash + 1), mtime, mtime, n.AT_SYMLINK_NOFOLLOW);
     }
   }
 
   close(): void {
-    for (const fd of this.dirs.values()) closeSync(fd);
-    this.dirs.clear();
-    closeSync(this.root);
+    this.dirs.close();
   }
-}
-
-/** Lexically cleans a tar name ("./a//b/" → "a/b"), refusing one that climbs above the root. */
-function cleanPath(raw: string, what: string): string {
-  if (raw.includes('\0')) throw invalid(`${what} has a NUL byte in its name`);
-  if (Buffer.byteLength(raw) > PATH_MAX) throw invalid(`${what} has a name longer than ${PATH_MAX} bytes`);
-  const parts: string[] = [];
-  for (const c of raw.split('/')) {
-    if (c === '' || c === '.') continue;
-    if (c === '..') {
-      if (parts.pop() === undefined) throw invalid(`${what} escapes the layer root`);
-    } else if (Buffer.byteLength(c) > NAME_MAX) {
-      throw invalid(`${what} has a path component longer than ${NAME_MAX} bytes`);
-    } else {
-      parts.push(c);
-    }
-  }
-  return parts.join('/');
-}
-
-function resolveError(err: unknown, what: string): unknown {
-  const code = errnoCode(err);
-  if (code === 'ELOOP' || code === 'EXDEV') return invalid(`${what} passes through a symlink`);
-  if (code === 'ENOTDIR') return invalid(`${what} has a parent that is not a directory`);
-  if (code === 'ENOENT') return invalid(`${what} names a directory that does not exist in this layer`);
-  return err;
 }
 
 function corrupt(detail: string, cause?: unknown): BerthError {
   return new BerthError('DATA_LOSS', `layer tar is truncated or corrupt: ${detail}`, { cause });
-}
-
-const validId = (id: number): boolean => Number.isInteger(id) && id >= 0 && id < 0xffffffff;
-
-function meta(h: Header, what: string, binaryPax: boolean): Meta {
-  const pax = (typeof h.pax === 'object' && h.pax !== null ? h.pax : {}) as Record<string, string>;
-  const uid = pax['uid'] !== undefined ? Number(pax['uid']) : (h.uid ?? 0);
-  const gid = pax['gid'] !== undefined ? Number(pax['gid']) : (h.gid ?? 0);
-  if (!validId(uid) || !validId(gid)) throw invalid(`${what} has an invalid owner ${uid}:${gid}`);
-  const paxTime = Number(pax['mtime']);
-  const headerTime = h.mtime.getTime() / 1000;
-  const mtime = Number.isFinite(paxTime) ? paxTime : Number.isFinite(headerTime) ? headerTime : 0;
-  const xattrs: [string, Buffer][] = [];
-  for (const [key, value] of Object.entries(pax)) {
-    if (!key.startsWith(XATTR_PAX)) continue;
-    const name = key.slice(XATTR_PAX.length);
-    // An image must not fake overlay metadata (opaque, redirect, metacopy); other namespaces are skipped.
-    const allowed =
-      (name.startsWith('user.') && !name.startsWith('user.overlay.')) ||
-      (name.startsWith('trusted.') && !name.startsWith('trusted.overlay.')) ||
-      name === 'security.capability';
-    if (allowed) xattrs.push([name, Buffer.from(value, binaryPax ? 'latin1' : 'utf8')]);
-  }
-  return { uid, gid, mode: (h.mode ?? 0o644) & 0o7777, mtime, xattrs };
-}
-
-function setXattrs(m: Meta, what: string, set: (name: string, value: Buffer) => void): void {
-  for (const [name, value] of m.xattrs) {
-    try {
-      set(name, value);
-    } catch (err) {
-      const code = errnoCode(err);
-      if (code === 'EOPNOTSUPP' || code === 'EPERM') continue; // e.g. user.* on a symlink: not representable
-      if (code === 'EINVAL' || code === 'E2BIG' || code === 'ERANGE') throw invalid(`${what} has an invalid xattr ${name}`);
-      throw err;
-    }
-  }
-}
-
-/**
- * Reads an entry's data to its end, writing each chunk to `fd` as it arrives (fd -1: discard). Synchronous writes:
- * one chunk at a time is backpressure enough, and small files cost no thread-pool round trip.
- */
-function pump(stream: EntryStream, fd: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const finish = (err?: Error): void => {
-      if (done) return;
-      done = true;
-      if (err === undefined) resolve();
-      else reject(err);
-    };
-    stream.on('data', (data) => {
-      if (done || fd < 0) return;
-      const chunk = data as Buffer;
-      try {
-        for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
-      } catch (err) {
-        finish(err as Error);
-      }
-    });
-    stream.on('end', () => finish());
-    stream.on('error', finish);
-    stream.on('close', () => done || finish(new Error('layer entry data ended early'))); // 'end' usually came first
-  });
-}
-
-/**
- * tar-stream decodes PAX values as UTF-8, corrupting binary xattrs (security.capability bytes ≥ 0x80). Re-reads
- * this stream's SCHILY.xattr records as latin1 (byte-preserving). Returns false if tar-stream's internals moved.
- */
-function keepBinaryPax(ex: tar.Extract): boolean {
-  interface Internals {
-    _header: { type?: string | null } | null;
-    _pax: Record<string, string> | null;
-    _decodeLongHeader?: (buf: Buffer) => void;
-  }
-  const inner = ex as unknown as Internals;
-  const decode = inner._decodeLongHeader;
-  if (typeof decode !== 'function') return false;
-  inner._decodeLongHeader = function (this: unknown, buf: Buffer): void {
-    decode.call(this, buf);
-    if (inner._header?.type !== 'pax-header' || !inner._pax) return;
-    // Records are "<len> <key>=<value>\n", len counting the whole record in bytes.
-    for (let off = 0; off < buf.length; ) {
-      const sp = buf.indexOf(0x20, off);
-      const len = sp < 0 ? NaN : Number(buf.toString('latin1', off, sp));
-      if (!(len > sp - off + 1) || off + len > buf.length) break;
-      const record = buf.subarray(sp + 1, off + len - 1);
-      const eq = record.indexOf(0x3d);
-      const key = eq < 0 ? '' : record.toString('utf8', 0, eq);
-      if (key.startsWith(XATTR_PAX)) inner._pax[key] = record.toString('latin1', eq + 1);
-      off += len;
-    }
-  };
-  return true;
 }

@@ -1,8 +1,7 @@
 // Manifest, index and image-config parsing of hostile registry JSON, and containerd-style platform selection.
 import { BerthError } from '../../src/common/errors';
-import {
-  ImageIndex, MediaType, parseImageConfig, parseManifest, Platform, selectPlatform,
-} from '../../src/image/manifest';
+import { parseImageConfig } from '../../src/image/image-config';
+import { ImageIndex, MediaType, parseManifest, Platform, selectPlatform } from '../../src/image/manifest';
 import { buildImage, buildIndex, buildLayer, buildMultiPlatform, MediaTypes } from '../fixtures/oci-image';
 
 const D = (c: string): string => `sha256:${c.repeat(64)}`;
