@@ -1,11 +1,11 @@
 // CRI timestamps are int64 nanoseconds since the epoch. A JS number holds only 2^53, so they travel as bigint
 // inside berth and as decimal strings on the wire (proto-loader's longs: String).
 
-const originNs = BigInt(Math.round(performance.timeOrigin * 1e6));
+import { realtimeNs } from '../../native/clock';
 
-/** Wall-clock now in ns, with sub-millisecond resolution from the monotonic clock. */
+/** Wall-clock now in ns from CLOCK_REALTIME: the same clock as the file times conmon's exit files carry. */
 export function nowNs(): bigint {
-  return originNs + BigInt(Math.round(performance.now() * 1e6));
+  return realtimeNs();
 }
 
 export function nsToWire(ns: bigint): string {

@@ -12,6 +12,7 @@ import type { PodSandboxConfig__Output } from '../server/generated/runtime/v1/Po
 import { NameRegistry, ObjectStore } from '../storage/object-store';
 import { removeCgroup, joinCgroup } from './cgroups';
 import { applySysctls, createPodNamespaces, removePodNamespaces, startPause, stopPause } from './namespaces';
+import type { RuntimeHandler } from './oci-runtime';
 import { writePodFiles } from './pod-files';
 
 export type SandboxState = 'SANDBOX_READY' | 'SANDBOX_NOTREADY';
@@ -22,6 +23,8 @@ export interface SandboxRecord {
   /** The CRI config as the kubelet sent it (labels, annotations, DNS, ports, linux options). */
   config: PodSandboxConfig__Output;
   runtimeHandler: string;
+  /** The handler as resolved when the pod ran: its containers use the same binary and state root. */
+  handler: RuntimeHandler;
   state: SandboxState;
   createdAtNs: string;
   dir: string;
@@ -46,11 +49,15 @@ export interface SandboxDeps {
   stateDir: string;
   checkpointDir: string;
   cgroupParent: () => string;
-  handlers: () => Record<string, unknown>;
-  defaultHandler: () => string;
+  /** The configured handler a pod asks for ("" = default); throws for an unknown one. */
+  handlerFor: (requested: string) => RuntimeHandler;
   network?: PodNetwork;
-  /** Stops and removes the pod's containers (set by the container manager). */
-  containers?: { stopAll(podId: string): Promise<void>; removeAll(podId: string): Promise<void> };
+}
+
+/** What a pod needs of its containers when it stops or goes. */
+export interface PodContainers {
+  stopAll(podId: string): Promise<void>;
+  removeAll(podId: string): Promise<void>;
 }
 
 const SHM_SIZE = 'size=65536k';
@@ -59,6 +66,8 @@ export class SandboxManager {
   readonly store: ObjectStore<SandboxRecord>;
   private readonly names = new NameRegistry('pod sandbox');
   private readonly locks = new KeyedMutex();
+  /** Set once the container manager exists (it needs this manager first). */
+  containers: PodContainers | undefined;
 
   constructor(private readonly deps: SandboxDeps) {
     this.store = new ObjectStore<SandboxRecord>(deps.checkpointDir, 'pod sandbox');
@@ -76,8 +85,7 @@ export class SandboxManager {
     for (const field of ['name', 'namespace', 'uid'] as const) {
       if (!meta[field]) throw invalidArgument(`config.metadata.${field} is required`);
     }
-    const handler = runtimeHandler || this.deps.defaultHandler();
-    if (!(handler in this.deps.handlers())) throw invalidArgument(`runtime_handler "${runtimeHandler}" is not configured`);
+    const handler = this.deps.handlerFor(runtimeHandler);
     const id = randomBytes(32).toString('hex');
     const name = `${meta.name}_${meta.namespace}_${meta.uid}_${meta.attempt}`;
     const opts = config.linux?.security_context?.namespace_options;
@@ -107,7 +115,7 @@ export class SandboxManager {
         undo.push('unmount the pod /dev/shm', () => umount2(shm, MNT_DETACH));
       }
       const record: SandboxRecord = {
-        id, name, config, runtimeHandler: handler, state: 'SANDBOX_READY', createdAtNs: nowNs().toString(), dir, hostname,
+        id, name, config, runtimeHandler: handler.name, handler, state: 'SANDBOX_READY', createdAtNs: nowNs().toString(), dir, hostname,
         hostNetwork, hostIpc, hostPid, namespaces: { ...pick(ns) }, cgroupParent, files: { ...files, shm }, ips: [],
       };
       if (opts?.pid === 'POD') {
@@ -137,7 +145,7 @@ export class SandboxManager {
     const pod = this.store.lookup(idOrPrefix);
     if (!pod) return;
     await this.locks.with(pod.id, async () => {
-      await this.deps.containers?.stopAll(pod.id);
+      await this.containers?.stopAll(pod.id);
       if (pod.pausePid !== undefined) await stopPause(pod.pausePid);
       if (this.deps.network && !pod.hostNetwork) await this.deps.network.tearDown(pod);
       if (pod.state !== 'SANDBOX_NOTREADY' || pod.pausePid !== undefined) {
@@ -154,7 +162,7 @@ export class SandboxManager {
     if (!pod) return;
     await this.stop(pod.id);
     await this.locks.with(pod.id, async () => {
-      await this.deps.containers?.removeAll(pod.id);
+      await this.containers?.removeAll(pod.id);
       await removePodNamespaces(path.join(pod.dir, 'ns'));
       if (!pod.hostIpc) unmountQuietly(pod.files.shm);
       if (!pod.config.linux?.cgroup_parent) await removeCgroup(pod.cgroupParent);

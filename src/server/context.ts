@@ -4,6 +4,7 @@ import type { Metrics } from './metrics';
 import type { StorageLayout } from '../storage/layout';
 import type { ImageManager } from '../image/image-manager';
 import type { SandboxManager } from '../runtime/sandbox-manager';
+import type { ContainerManager } from '../runtime/container-manager';
 
 /** What handlers share: the live config (replaced on SIGHUP), logging, metrics, and where state lives. */
 export interface ServerContext {
@@ -15,6 +16,7 @@ export interface ServerContext {
   readonly runtimeState: RuntimeState;
   readonly images: ImageManager;
   readonly sandboxes: SandboxManager;
+  readonly containers: ContainerManager;
 }
 
 /** Node-level settings the kubelet pushes with UpdateRuntimeConfig. */

@@ -8,6 +8,8 @@ import { CleanupStack } from '../common/cleanup-stack';
 import { BerthError, errnoCode } from '../common/errors';
 import { packageVersion } from '../common/package-root';
 import { ImageManager } from '../image/image-manager';
+import { ContainerManager, DEFAULT_CAPABILITIES } from '../runtime/container-manager';
+import { runtimeFor, selectHandler } from '../runtime/oci-runtime';
 import { SandboxManager } from '../runtime/sandbox-manager';
 import { storageLayout } from '../storage/layout';
 import { applyLive, BerthConfig, diffConfig } from './config';
@@ -57,11 +59,23 @@ export class Daemon {
         stateDir: cfg.state_dir,
         checkpointDir: layout.podCheckpoints,
         cgroupParent: () => current.cfg.runtime.cgroup_parent,
-        handlers: () => current.cfg.runtime.handlers,
-        defaultHandler: () => current.cfg.runtime.default_handler,
+        handlerFor: (requested) => selectHandler(current.cfg.runtime, requested, cfg.state_dir),
       });
-      const { unreadable } = await sandboxes.init();
-      for (const u of unreadable) log.error({ pod: u.id, error: u.error }, 'pod checkpoint unreadable');
+      const containers = new ContainerManager({
+        stateDir: cfg.state_dir,
+        containersDir: layout.containers,
+        checkpointDir: layout.containerCheckpoints,
+        images,
+        pod: (id) => sandboxes.get(id),
+        runtime: (handler) => runtimeFor(handler, current.cfg.runtime.conmon_path),
+        defaultCapabilities: () => DEFAULT_CAPABILITIES,
+        pidsLimit: () => current.cfg.runtime.pids_limit,
+      });
+      sandboxes.containers = containers;
+      images.imageUser = (imageId) => containers.userOf(imageId);
+      for (const [kind, store] of [['pod', sandboxes], ['container', containers]] as const) {
+        for (const u of (await store.init()).unreadable) log.error({ id: u.id, error: u.error }, `${kind} checkpoint unreadable`);
+      }
       const ctx: ServerContext = {
         version: packageVersion(),
         config: () => current.cfg,
@@ -71,6 +85,7 @@ export class Daemon {
         runtimeState: { podCidr: await readPodCidr(cfg.state_dir) },
         images,
         sandboxes,
+        containers,
       };
       const server = await serveCri(ctx, cfg);
       cleanup.push('close the CRI socket', async () => {

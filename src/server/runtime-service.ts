@@ -1,6 +1,7 @@
 // runtime.v1.RuntimeService: every RPC named here, so the compiler catches one that is missing or mistyped.
 import type { RuntimeServiceHandlers } from './generated/runtime/v1/RuntimeService';
 import type { ServerContext } from './context';
+import { containerStatus, createContainer, execSync, listContainers, removeContainer, reopenContainerLog, startContainer, stopContainer, streamContainers, updateContainerResources } from './container';
 import { notImplemented } from './not-implemented';
 import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox, streamPodSandboxes } from './pod-sandbox';
 import type { ServiceImpl } from './rpc';
@@ -21,16 +22,16 @@ export function runtimeService(s: ServerContext): ServiceImpl<RuntimeServiceHand
     PodSandboxStatus: podSandboxStatus(s),
     ListPodSandbox: listPodSandbox(s),
     StreamPodSandboxes: streamPodSandboxes(s),
-    CreateContainer: notImplemented('CreateContainer'),
-    StartContainer: notImplemented('StartContainer'),
-    StopContainer: notImplemented('StopContainer'),
-    RemoveContainer: notImplemented('RemoveContainer'),
-    ListContainers: notImplemented('ListContainers'),
-    StreamContainers: notImplemented('StreamContainers'),
-    ContainerStatus: notImplemented('ContainerStatus'),
-    UpdateContainerResources: notImplemented('UpdateContainerResources'),
-    ReopenContainerLog: notImplemented('ReopenContainerLog'),
-    ExecSync: notImplemented('ExecSync'),
+    CreateContainer: createContainer(s),
+    StartContainer: startContainer(s),
+    StopContainer: stopContainer(s),
+    RemoveContainer: removeContainer(s),
+    ListContainers: listContainers(s),
+    StreamContainers: streamContainers(s),
+    ContainerStatus: containerStatus(s),
+    UpdateContainerResources: updateContainerResources(s),
+    ReopenContainerLog: reopenContainerLog(s),
+    ExecSync: execSync(s),
     Exec: notImplemented('Exec'),
     Attach: notImplemented('Attach'),
     PortForward: notImplemented('PortForward'),

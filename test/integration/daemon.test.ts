@@ -97,7 +97,7 @@ describe('berth daemon', () => {
     const names = services.flatMap((s) => Object.keys(s));
     expect(names).toHaveLength(41);
     const raw = new grpc.Client(`unix:${d.socket}`, grpc.credentials.createInsecure());
-    const real = new Set(['RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus', 'ListPodSandbox', 'StreamPodSandboxes', 'Version', 'Status', 'RuntimeConfig', 'UpdateRuntimeConfig', 'ImageFsInfo', 'ListImages', 'StreamImages', 'ImageStatus', 'PullImage', 'RemoveImage']);
+    const real = new Set(['CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer', 'ContainerStatus', 'ListContainers', 'StreamContainers', 'UpdateContainerResources', 'ReopenContainerLog', 'ExecSync', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus', 'ListPodSandbox', 'StreamPodSandboxes', 'Version', 'Status', 'RuntimeConfig', 'UpdateRuntimeConfig', 'ImageFsInfo', 'ListImages', 'StreamImages', 'ImageStatus', 'PullImage', 'RemoveImage']);
     for (const service of services) {
       for (const [name, def] of Object.entries(service)) {
         const err = await new Promise<grpc.ServiceError | null>((resolve) => {

@@ -113,8 +113,8 @@ describe('pod sandboxes', () => {
       details: expect.stringContaining('config.metadata.name'),
     });
     await expect(c.runtime.RunPodSandbox({ config: podConfig('h'), runtime_handler: 'nope' })).rejects.toMatchObject({
-      code: grpc.status.INVALID_ARGUMENT,
-      details: expect.stringContaining('runtime_handler "nope"'),
+      code: grpc.status.NOT_FOUND,
+      details: expect.stringContaining('runtime handler "nope"'),
     });
     await expect(c.runtime.RunPodSandbox({ config: podConfig('sysctl', { linux: { sysctls: { 'kernel.panic': '1' } } }) })).rejects.toMatchObject({
       code: grpc.status.INVALID_ARGUMENT,

@@ -1,0 +1,271 @@
+// Containers: CreateContainer builds the rootfs, the OCI spec and the bundle, then creates the container under
+// conmon; every step is undone if a later one fails. State is checkpointed per container; exits are read from
+// conmon's exit files, so a container that ended while berth was down is reported with its real code and time.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { CleanupStack } from '../common/cleanup-stack';
+import { BerthError, errorMessage, failedPrecondition, invalidArgument, notFound } from '../common/errors';
+import { KeyedMutex } from '../common/keyed-mutex';
+import { nowNs } from '../common/time';
+import type { ImageManager } from '../image/image-manager';
+import { parseImageConfig } from '../image/image-config';
+import type { ContainerConfig__Output } from '../server/generated/runtime/v1/ContainerConfig';
+import type { LinuxContainerResources__Output } from '../server/generated/runtime/v1/LinuxContainerResources';
+import { writeFileAtomic } from '../storage/atomic-file';
+import { NameRegistry, ObjectStore } from '../storage/object-store';
+import { mountRootfs, removeRootfs, rootfsPaths } from '../storage/rootfs';
+import type { OciRuntime, RuntimeHandler } from './oci-runtime';
+import type { OciResources } from './oci-spec';
+import type { SandboxRecord } from './sandbox-manager';
+import { buildContainerSpec } from './spec';
+import { buildResources } from './spec-resources';
+import { resolveUser } from './users';
+
+export type ContainerState = 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';
+
+export interface ContainerRecord {
+  id: string;
+  podId: string;
+  name: string;
+  config: ContainerConfig__Output;
+  imageId: string;
+  imageName: string;
+  handler: RuntimeHandler;
+  state: ContainerState;
+  createdAtNs: string;
+  startedAtNs: string;
+  finishedAtNs: string;
+  exitCode: number;
+  reason: string;
+  message: string;
+  pid: number;
+  logPath: string;
+  bundle: string;
+  stopSignal: string;
+  user: { uid: number; gid: number; additionalGids: number[] };
+  /** The CRI resources as last applied (created with, or updated to). */
+  resources: LinuxContainerResources__Output | null;
+}
+
+export interface ContainerDeps {
+  stateDir: string;
+  containersDir: string;
+  checkpointDir: string;
+  images: ImageManager;
+  pod: (id: string) => SandboxRecord;
+  runtime: (handler: RuntimeHandler) => OciRuntime;
+  defaultCapabilities: () => string[];
+  pidsLimit: () => number;
+}
+
+// The kubelet's default set (CRI-O's default_capabilities), documented in the README.
+export const DEFAULT_CAPABILITIES = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_KILL'];
+
+export class ContainerManager {
+  readonly store: ObjectStore<ContainerRecord>;
+  private readonly names = new NameRegistry('container');
+  private readonly locks = new KeyedMutex();
+  private readonly exitDir: string;
+
+  constructor(private readonly deps: ContainerDeps) {
+    this.store = new ObjectStore<ContainerRecord>(deps.checkpointDir, 'container');
+    this.exitDir = path.join(deps.stateDir, 'exits');
+  }
+
+  async init(): Promise<{ unreadable: { id: string; error: string }[] }> {
+    await fs.mkdir(this.exitDir, { recursive: true, mode: 0o700 });
+    const result = await this.store.init();
+    for (const c of this.store.list()) this.names.reserve(`${c.podId}/${c.name}`, c.id);
+    return result;
+  }
+
+  async create(podId: string, config: ContainerConfig__Output): Promise<ContainerRecord> {
+    const meta = config.metadata;
+    if (!meta?.name) throw invalidArgument('config.metadata.name is required');
+    const imageName = config.image?.image ?? '';
+    if (imageName === '') throw invalidArgument('config.image.image is required');
+    const pod = this.deps.pod(podId);
+    if (pod.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${pod.id} is not ready`);
+    const image = this.deps.images.resolve(imageName);
+    if (!image) throw notFound(`image "${imageName}" not found; pull it first`);
+    const id = randomBytes(32).toString('hex');
+    const name = `${meta.name}_${meta.attempt}`;
+    const bundle = path.join(this.deps.stateDir, 'containers', id);
+    const paths = rootfsPaths(this.deps.containersDir, id);
+    const handler = pod.handler;
+    const runtime = this.deps.runtime(handler);
+    const undo = new CleanupStack();
+    try {
+      this.names.reserve(`${pod.id}/${name}`, id);
+      undo.push('release the container name', () => this.names.release(`${pod.id}/${name}`, id));
+      await fs.mkdir(bundle, { recursive: true, mode: 0o700 });
+      undo.push('remove the bundle', () => fs.rm(bundle, { recursive: true, force: true }));
+      const rootfs = await mountRootfs(this.deps.images.layers, image.layers.map((l) => l.chainId), paths);
+      undo.push('remove the rootfs', () => removeRootfs(paths));
+      const imageConfig = parseImageConfig(await this.deps.images.blobs.get(image.id));
+      const sc = config.linux?.security_context;
+      const user = await resolveUser(rootfs, {
+        ...(sc?.run_as_user ? { runAsUser: BigInt(sc.run_as_user.value) } : {}),
+        ...(sc?.run_as_group ? { runAsGroup: BigInt(sc.run_as_group.value) } : {}),
+        ...(sc?.run_as_username ? { runAsUsername: sc.run_as_username } : {}),
+        imageUser: imageConfig.config.User ?? '',
+        supplementalGroups: (sc?.supplemental_groups ?? []).map(Number),
+      });
+      const spec = buildContainerSpec({
+        containerId: id,
+        podId: pod.id,
+        config,
+        sandbox: {
+          config: pod.config,
+          hostname: pod.hostname,
+          namespacePaths: pod.namespaces,
+          resolvConfPath: pod.files.resolvConf,
+          hostsPath: pod.files.hosts,
+          hostnamePath: pod.files.hostname,
+          shmPath: pod.files.shm,
+          cgroupParent: pod.cgroupParent,
+        },
+        image: { config: imageConfig },
+        rootfs,
+        user,
+        defaultCapabilities: this.deps.defaultCapabilities(),
+        pidsLimit: this.deps.pidsLimit(),
+      });
+      await writeFileAtomic(path.join(bundle, 'config.json'), JSON.stringify(spec));
+      const logPath = pod.config.log_directory && config.log_path ? path.join(pod.config.log_directory, config.log_path) : path.join(bundle, 'console.log');
+      await fs.mkdir(path.dirname(logPath), { recursive: true });
+      const created = await runtime.create({ id, bundle, logPath, exitDir: this.exitDir, persistDir: bundle, stdin: config.stdin, stdinOnce: config.stdin_once, tty: config.tty });
+      undo.push('delete the runtime container', () => runtime.delete(id, true));
+      const record: ContainerRecord = {
+        id, podId: pod.id, name, config, imageId: image.id, imageName, handler, state: 'CONTAINER_CREATED',
+        createdAtNs: nowNs().toString(), startedAtNs: '0', finishedAtNs: '0', exitCode: 0, reason: '', message: '',
+        pid: created.pid, logPath, bundle, stopSignal: imageConfig.config.StopSignal ?? 'SIGTERM',
+        user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
+        resources: config.linux?.resources ?? null,
+      };
+      await this.store.put(record);
+      return record;
+    } catch (err) {
+      const failures = await undo.unwind();
+      const detail = failures.length > 0 ? ` (and cleanup failed: ${failures.map((f) => `${f.what}: ${errorMessage(f.err)}`).join('; ')})` : '';
+      if (err instanceof BerthError) throw new BerthError(err.code, `CreateContainer ${name}: ${err.message}${detail}`);
+      throw new BerthError('INTERNAL', `CreateContainer ${name}: ${errorMessage(err)}${detail}`);
+    }
+  }
+
+  async start(idOrPrefix: string): Promise<void> {
+    const c = this.store.resolve(idOrPrefix);
+    await this.locks.with(c.id, async () => {
+      const current = this.store.resolve(c.id);
+      if (current.state !== 'CONTAINER_CREATED') throw failedPrecondition(`container ${c.id} is ${current.state}, not created`);
+      // Taken before the start: a short-lived process may have exited by the time start returns.
+      const startedAtNs = nowNs().toString();
+      await this.deps.runtime(current.handler).start(current.id);
+      await this.store.put({ ...current, state: 'CONTAINER_RUNNING', startedAtNs });
+    });
+  }
+
+  /** Stops with the image's stop signal, then SIGKILL after `timeoutSeconds`; stopping a stopped one is fine. */
+  async stop(idOrPrefix: string, timeoutSeconds: number): Promise<void> {
+    const c = this.store.resolve(idOrPrefix);
+    await this.locks.with(c.id, async () => {
+      const current = await this.refresh(this.store.resolve(c.id));
+      if (current.state === 'CONTAINER_EXITED') return;
+      const runtime = this.deps.runtime(current.handler);
+      if (current.state === 'CONTAINER_CREATED') await runtime.kill(current.id, 'SIGKILL').catch(() => undefined);
+      else await runtime.stop(current.id, current.stopSignal, Math.max(0, timeoutSeconds) * 1000);
+      await this.waitExitRecorded(current);
+    });
+  }
+
+  private async waitExitRecorded(c: ContainerRecord): Promise<void> {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const next = await this.refresh(this.store.resolve(c.id));
+      if (next.state === 'CONTAINER_EXITED' || Date.now() > deadline) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  async remove(idOrPrefix: string): Promise<void> {
+    const c = this.store.lookup(idOrPrefix);
+    if (!c) return;
+    await this.stop(c.id, 0);
+    await this.locks.with(c.id, async () => {
+      await this.deps.runtime(c.handler).delete(c.id, true);
+      await removeRootfs(rootfsPaths(this.deps.containersDir, c.id));
+      await fs.rm(c.bundle, { recursive: true, force: true });
+      await fs.rm(path.join(this.exitDir, c.id), { force: true });
+      await this.store.delete(c.id);
+      this.names.release(`${c.podId}/${c.name}`, c.id);
+    });
+  }
+
+  /** The container with its exit read from conmon's exit file when it has ended. */
+  async status(idOrPrefix: string): Promise<ContainerRecord> {
+    return this.refresh(this.store.resolve(idOrPrefix));
+  }
+
+  async list(): Promise<ContainerRecord[]> {
+    return Promise.all(this.store.list().map((c) => this.refresh(c)));
+  }
+
+  inPod(podId: string): ContainerRecord[] {
+    return this.store.list().filter((c) => c.podId === podId);
+  }
+
+  async stopAll(podId: string): Promise<void> {
+    await Promise.all(this.inPod(podId).map((c) => this.stop(c.id, 0)));
+  }
+
+  async removeAll(podId: string): Promise<void> {
+    await Promise.all(this.inPod(podId).map((c) => this.remove(c.id)));
+  }
+
+  /** The image id a container uses, for RemoveImage. */
+  userOf(imageId: string): string | undefined {
+    return this.store.list().find((c) => c.imageId === imageId)?.id;
+  }
+
+  execSync(idOrPrefix: string, cmd: string[], timeoutSeconds: number): ReturnType<OciRuntime['execSync']> {
+    const c = this.store.resolve(idOrPrefix);
+    if (cmd.length === 0) throw invalidArgument('cmd is required');
+    if (c.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${c.id} is not running`);
+    // The CRI's 0 means no timeout; a bound still applies so a stuck exec cannot pin resources forever.
+    const timeoutMs = timeoutSeconds > 0 ? timeoutSeconds * 1000 : 24 * 3600 * 1000;
+    return this.deps.runtime(c.handler).execSync(c.id, cmd, { timeoutMs, maxOutputBytes: 16 * 1024 * 1024 });
+  }
+
+  async updateResources(idOrPrefix: string, resources: LinuxContainerResources__Output): Promise<void> {
+    const c = this.store.resolve(idOrPrefix);
+    // Device rules are fixed at create; `runc update` takes the rest.
+    const oci: OciResources = buildResources(resources, [], this.deps.pidsLimit() || undefined);
+    delete oci.devices;
+    await this.locks.with(c.id, async () => {
+      await this.deps.runtime(c.handler).updateResources(c.id, oci);
+      await this.store.put({ ...this.store.resolve(c.id), resources });
+    });
+  }
+
+  async reopenLog(idOrPrefix: string): Promise<void> {
+    const c = this.store.resolve(idOrPrefix);
+    if (c.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${c.id} is not running`);
+    await this.deps.runtime(c.handler).reopenLog(c.id, c.bundle);
+  }
+
+  private async refresh(c: ContainerRecord): Promise<ContainerRecord> {
+    if (c.state !== 'CONTAINER_RUNNING' && c.state !== 'CONTAINER_CREATED') return c;
+    const exit = await this.deps.runtime(c.handler).exitStatus(c.id, this.exitDir, c.bundle);
+    if (!exit) return c;
+    const next: ContainerRecord = {
+      ...c,
+      state: 'CONTAINER_EXITED',
+      exitCode: exit.exitCode,
+      finishedAtNs: exit.finishedAtNs.toString(),
+      reason: exit.oomKilled ? 'OOMKilled' : exit.exitCode === 0 ? 'Completed' : 'Error',
+    };
+    await this.store.put(next);
+    return next;
+  }
+}

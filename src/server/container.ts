@@ -1,0 +1,153 @@
+// The container RPC family: Create/Start/Stop/Remove, Status, List/Stream, UpdateContainerResources,
+// ReopenContainerLog, ExecSync. Each handler validates, calls the container manager and maps the result.
+import { invalidArgument } from '../common/errors';
+import type { ContainerRecord } from '../runtime/container-manager';
+import type { Container } from './generated/runtime/v1/Container';
+import type { ContainerFilter__Output } from './generated/runtime/v1/ContainerFilter';
+import type { ContainerStatusRequest__Output } from './generated/runtime/v1/ContainerStatusRequest';
+import type { ContainerStatusResponse } from './generated/runtime/v1/ContainerStatusResponse';
+import type { CreateContainerRequest__Output } from './generated/runtime/v1/CreateContainerRequest';
+import type { CreateContainerResponse } from './generated/runtime/v1/CreateContainerResponse';
+import type { ExecSyncRequest__Output } from './generated/runtime/v1/ExecSyncRequest';
+import type { ExecSyncResponse } from './generated/runtime/v1/ExecSyncResponse';
+import type { ListContainersRequest__Output } from './generated/runtime/v1/ListContainersRequest';
+import type { ListContainersResponse } from './generated/runtime/v1/ListContainersResponse';
+import type { RemoveContainerRequest__Output } from './generated/runtime/v1/RemoveContainerRequest';
+import type { RemoveContainerResponse } from './generated/runtime/v1/RemoveContainerResponse';
+import type { ReopenContainerLogRequest__Output } from './generated/runtime/v1/ReopenContainerLogRequest';
+import type { ReopenContainerLogResponse } from './generated/runtime/v1/ReopenContainerLogResponse';
+import type { StartContainerRequest__Output } from './generated/runtime/v1/StartContainerRequest';
+import type { StartContainerResponse } from './generated/runtime/v1/StartContainerResponse';
+import type { StopContainerRequest__Output } from './generated/runtime/v1/StopContainerRequest';
+import type { StopContainerResponse } from './generated/runtime/v1/StopContainerResponse';
+import type { StreamContainersRequest__Output } from './generated/runtime/v1/StreamContainersRequest';
+import type { StreamContainersResponse } from './generated/runtime/v1/StreamContainersResponse';
+import type { UpdateContainerResourcesRequest__Output } from './generated/runtime/v1/UpdateContainerResourcesRequest';
+import type { UpdateContainerResourcesResponse } from './generated/runtime/v1/UpdateContainerResourcesResponse';
+import type { ServerContext } from './context';
+import { STREAM_BATCH } from './list-images';
+import type { StreamHandler, UnaryHandler } from './rpc';
+
+function requireId(id: string, field = 'container_id'): string {
+  if (id === '') throw invalidArgument(`${field} is required`);
+  return id;
+}
+
+export function createContainer(s: ServerContext): UnaryHandler<CreateContainerRequest__Output, CreateContainerResponse> {
+  return async (req) => {
+    requireId(req.pod_sandbox_id, 'pod_sandbox_id');
+    if (!req.config) throw invalidArgument('config is required');
+    const c = await s.containers.create(req.pod_sandbox_id, req.config);
+    return { container_id: c.id };
+  };
+}
+
+export function startContainer(s: ServerContext): UnaryHandler<StartContainerRequest__Output, StartContainerResponse> {
+  return async (req) => {
+    await s.containers.start(requireId(req.container_id));
+    return {};
+  };
+}
+
+export function stopContainer(s: ServerContext): UnaryHandler<StopContainerRequest__Output, StopContainerResponse> {
+  return async (req) => {
+    await s.containers.stop(requireId(req.container_id), Number(req.timeout));
+    return {};
+  };
+}
+
+export function removeContainer(s: ServerContext): UnaryHandler<RemoveContainerRequest__Output, RemoveContainerResponse> {
+  return async (req) => {
+    await s.containers.remove(requireId(req.container_id));
+    return {};
+  };
+}
+
+export function containerStatus(s: ServerContext): UnaryHandler<ContainerStatusRequest__Output, ContainerStatusResponse> {
+  return async (req) => {
+    const c = await s.containers.status(requireId(req.container_id));
+    const info: Record<string, string> = {};
+    if (req.verbose) info['info'] = JSON.stringify({ pid: c.pid, sandboxID: c.podId, runtime: c.handler, bundle: c.bundle, user: c.user });
+    return {
+      status: {
+        id: c.id,
+        metadata: c.config.metadata,
+        state: c.state,
+        created_at: c.createdAtNs,
+        started_at: c.startedAtNs,
+        finished_at: c.finishedAtNs,
+        exit_code: c.exitCode,
+        image: { image: c.imageName },
+        image_ref: c.imageId,
+        image_id: c.imageId,
+        reason: c.reason,
+        message: c.message,
+        labels: c.config.labels,
+        annotations: c.config.annotations,
+        mounts: c.config.mounts,
+        log_path: c.logPath,
+        resources: { linux: c.resources },
+        user: { linux: { uid: String(c.user.uid), gid: String(c.user.gid), supplemental_groups: c.user.additionalGids.map(String) } },
+      },
+      info,
+    };
+  };
+}
+
+function summary(c: ContainerRecord): Container {
+  return {
+    id: c.id,
+    pod_sandbox_id: c.podId,
+    metadata: c.config.metadata,
+    image: { image: c.imageName },
+    image_ref: c.imageId,
+    image_id: c.imageId,
+    state: c.state,
+    created_at: c.createdAtNs,
+    labels: c.config.labels,
+    annotations: c.config.annotations,
+  };
+}
+
+async function listed(s: ServerContext, filter: ContainerFilter__Output | null): Promise<Container[]> {
+  let items = await s.containers.list();
+  if (filter?.id) items = items.filter((c) => c.id.startsWith(filter.id));
+  if (filter?.pod_sandbox_id) items = items.filter((c) => c.podId.startsWith(filter.pod_sandbox_id));
+  if (filter?.state) items = items.filter((c) => c.state === filter.state?.state);
+  const selector = Object.entries(filter?.label_selector ?? {});
+  if (selector.length > 0) items = items.filter((c) => selector.every(([k, v]) => c.config.labels[k] === v));
+  return items.map(summary);
+}
+
+export function listContainers(s: ServerContext): UnaryHandler<ListContainersRequest__Output, ListContainersResponse> {
+  return async (req) => ({ containers: await listed(s, req.filter) });
+}
+
+export function streamContainers(s: ServerContext): StreamHandler<StreamContainersRequest__Output, StreamContainersResponse> {
+  return async (req, _ctx, send) => {
+    const items = await listed(s, req.filter);
+    for (let i = 0; i < items.length; i += STREAM_BATCH) await send({ containers: items.slice(i, i + STREAM_BATCH) });
+  };
+}
+
+export function updateContainerResources(s: ServerContext): UnaryHandler<UpdateContainerResourcesRequest__Output, UpdateContainerResourcesResponse> {
+  return async (req) => {
+    if (!req.linux) throw invalidArgument('linux resources are required');
+    await s.containers.updateResources(requireId(req.container_id), req.linux);
+    return {};
+  };
+}
+
+export function reopenContainerLog(s: ServerContext): UnaryHandler<ReopenContainerLogRequest__Output, ReopenContainerLogResponse> {
+  return async (req) => {
+    await s.containers.reopenLog(requireId(req.container_id));
+    return {};
+  };
+}
+
+export function execSync(s: ServerContext): UnaryHandler<ExecSyncRequest__Output, ExecSyncResponse> {
+  return async (req) => {
+    const res = await s.containers.execSync(requireId(req.container_id), req.cmd, Number(req.timeout));
+    return { stdout: res.stdout, stderr: res.stderr, exit_code: res.exitCode };
+  };
+}

@@ -1,0 +1,127 @@
+// Containers through the real daemon: busybox images from a local registry, runc under conmon.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { removeCgroup } from '../../src/runtime/cgroups';
+import type { ContainerConfig } from '../../src/server/generated/runtime/v1/ContainerConfig';
+import type { PodSandboxConfig } from '../../src/server/generated/runtime/v1/PodSandboxConfig';
+import { buildImage, busyboxLayer } from '../fixtures/oci-image';
+import { Registry, startRegistry } from '../fixtures/registry';
+import { CriClient } from '../helpers/cri-client';
+import { startDaemon, TestDaemon } from '../helpers/daemon';
+
+const cgroupParent = `/berth-ctr-${randomBytes(4).toString('hex')}`;
+
+async function waitFor<T>(fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('containers', () => {
+  let reg: Registry;
+  let d: TestDaemon;
+  let c: CriClient;
+  let image: string;
+  let podId: string;
+  let logDir: string;
+  let podConfig: PodSandboxConfig;
+
+  beforeAll(async () => {
+    reg = await startRegistry();
+    const built = buildImage({ layers: [await busyboxLayer()], config: { Env: ['FROM_IMAGE=yes'], Cmd: ['/bin/sh'] } });
+    await reg.push('ctr/busybox', 'v1', built);
+    image = `${reg.host}/ctr/busybox:v1`;
+    d = await startDaemon({ toml: `[runtime]\ncgroup_parent = "${cgroupParent}"\n` });
+    c = d.client();
+    await c.image.PullImage({ image: { image } });
+    logDir = path.join(d.dir, 'logs');
+    podConfig = { metadata: { name: 'ctr-pod', namespace: 'default', uid: 'ctr-pod-uid', attempt: 0 }, hostname: 'ctr-pod', log_directory: logDir, labels: {}, annotations: {} };
+    podId = (await c.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
+  });
+
+  afterAll(async () => {
+    if (c && podId) await c.runtime.RemovePodSandbox({ pod_sandbox_id: podId }).catch(() => undefined);
+    await d?.stop();
+    d?.cleanup();
+    await reg?.stop();
+    await removeCgroup(cgroupParent);
+  });
+
+  function ctr(name: string, extra: Partial<ContainerConfig> = {}): ContainerConfig {
+    return { metadata: { name, attempt: 0 }, image: { image }, log_path: `${name}.log`, labels: { name }, ...extra };
+  }
+
+  it('runs a container to completion: exit code, reason, times and the CRI log', async () => {
+    const { container_id: id } = await c.runtime.CreateContainer({
+      pod_sandbox_id: podId,
+      config: ctr('once', { command: ['/bin/sh', '-c'], args: ['echo hello; echo oops >&2; echo "$FROM_IMAGE $FROM_CRI"; exit 3'], envs: [{ key: 'FROM_CRI', value: Buffer.from('too') }] }),
+      sandbox_config: podConfig,
+    });
+    expect((await c.runtime.ContainerStatus({ container_id: id })).status?.state).toBe('CONTAINER_CREATED');
+    await c.runtime.StartContainer({ container_id: id });
+    const st = await waitFor(async () => {
+      const s = (await c.runtime.ContainerStatus({ container_id: id })).status;
+      return s?.state === 'CONTAINER_EXITED' ? s : undefined;
+    });
+    expect(st).toMatchObject({ exit_code: 3, reason: 'Error', image: { image }, log_path: path.join(logDir, 'once.log') });
+    expect(BigInt(st.finished_at)).toBeGreaterThanOrEqual(BigInt(st.started_at));
+    expect(BigInt(st.started_at)).toBeGreaterThanOrEqual(BigInt(st.created_at));
+    const log = fs.readFileSync(path.join(logDir, 'once.log'), 'utf8').trim().split('\n');
+    expect(log).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d) stdout F hello$/),
+      expect.stringMatching(/ stderr F oops$/),
+      expect.stringMatching(/ stdout F yes too$/),
+    ]));
+    await c.runtime.RemoveContainer({ container_id: id });
+    await expect(c.runtime.ContainerStatus({ container_id: id })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+  });
+
+  it('execs in a running container, lists it, stops it with SIGKILL after the timeout, and removes it', async () => {
+    const { container_id: id } = await c.runtime.CreateContainer({
+      pod_sandbox_id: podId,
+      config: ctr('sleeper', { command: ['/bin/sh', '-c', 'trap "" TERM; while true; do sleep 1; done'] }),
+      sandbox_config: podConfig,
+    });
+    await c.runtime.StartContainer({ container_id: id });
+    const out = await c.runtime.ExecSync({ container_id: id, cmd: ['/bin/sh', '-c', 'echo in-container; exit 4'], timeout: 10 });
+    expect(Buffer.from(out.stdout).toString()).toBe('in-container\n');
+    expect(out.exit_code).toBe(4);
+    const running = await c.runtime.ListContainers({ filter: { state: { state: 'CONTAINER_RUNNING' }, pod_sandbox_id: podId } });
+    expect(running.containers.map((x) => x.id)).toContain(id);
+    expect((await c.runtime.ListContainers({ filter: { id: id.slice(0, 8) } })).containers).toHaveLength(1);
+    await c.runtime.StopContainer({ container_id: id, timeout: 1 });
+    const st = (await c.runtime.ContainerStatus({ container_id: id })).status;
+    expect(st).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 137 });
+    await c.runtime.StopContainer({ container_id: id, timeout: 1 }); // idempotent
+    await c.runtime.RemoveContainer({ container_id: id });
+    await c.runtime.RemoveContainer({ container_id: id }); // idempotent
+  });
+
+  it('refuses a container for an image that is not there and one without a name', async () => {
+    await expect(c.runtime.CreateContainer({ pod_sandbox_id: podId, config: ctr('x', { image: { image: `${reg.host}/nope:v1` } }) })).rejects.toMatchObject({
+      code: grpc.status.NOT_FOUND,
+    });
+    await expect(c.runtime.CreateContainer({ pod_sandbox_id: podId, config: { image: { image } } })).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringContaining('config.metadata.name'),
+    });
+  });
+
+  it('refuses to remove the image of a container by id, and removes containers with their pod', async () => {
+    const pod2 = (await c.runtime.RunPodSandbox({ config: { ...podConfig, metadata: { name: 'p2', namespace: 'default', uid: 'p2', attempt: 0 } } })).pod_sandbox_id;
+    const { container_id: id } = await c.runtime.CreateContainer({ pod_sandbox_id: pod2, config: ctr('busy', { command: ['sleep', '1000'] }) });
+    await c.runtime.StartContainer({ container_id: id });
+    const imageId = (await c.image.ImageStatus({ image: { image } })).image?.id ?? '';
+    await expect(c.image.RemoveImage({ image: { image: imageId } })).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
+    await c.runtime.StopPodSandbox({ pod_sandbox_id: pod2 });
+    expect((await c.runtime.ContainerStatus({ container_id: id })).status?.state).toBe('CONTAINER_EXITED');
+    await c.runtime.RemovePodSandbox({ pod_sandbox_id: pod2 });
+    await expect(c.runtime.ContainerStatus({ container_id: id })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+  });
+});
