@@ -57,6 +57,8 @@ export interface ContainerDeps {
   runtime: (handler: RuntimeHandler) => OciRuntime;
   defaultCapabilities: () => string[];
   pidsLimit: () => number;
+  /** Told once per container the kernel killed for memory (berth_containers_oom_total). */
+  onOomKilled?: (c: ContainerRecord) => void;
 }
 
 // The kubelet's default set (CRI-O's default_capabilities), documented in the README.
@@ -266,6 +268,7 @@ export class ContainerManager {
       reason: exit.oomKilled ? 'OOMKilled' : exit.exitCode === 0 ? 'Completed' : 'Error',
     };
     await this.store.put(next);
+    if (exit.oomKilled) this.deps.onOomKilled?.(next);
     return next;
   }
 }

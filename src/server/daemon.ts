@@ -70,6 +70,10 @@ export class Daemon {
         runtime: (handler) => runtimeFor(handler, current.cfg.runtime.conmon_path),
         defaultCapabilities: () => DEFAULT_CAPABILITIES,
         pidsLimit: () => current.cfg.runtime.pids_limit,
+        onOomKilled: (c) => {
+          metrics.containersOom.inc();
+          metrics.containersOomByName.inc({ name: c.config.metadata?.name ?? c.name });
+        },
       });
       sandboxes.containers = containers;
       images.imageUser = (imageId) => containers.userOf(imageId);

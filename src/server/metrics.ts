@@ -13,6 +13,8 @@ export class Metrics {
   readonly imagePullDuration: Histogram;
   readonly imagePullFailures: Counter<'reason'>;
   readonly imageLayerReuse: Counter;
+  readonly containersOom: Counter;
+  readonly containersOomByName: Counter<'name'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -55,6 +57,17 @@ export class Metrics {
     this.imageLayerReuse = new Counter({
       name: 'berth_image_layer_reuse_total',
       help: 'Layers a pull did not download because the store already had them (or another pull was making them).',
+      registers: [this.registry],
+    });
+    this.containersOom = new Counter({
+      name: 'berth_containers_oom_total',
+      help: 'Containers killed by the kernel for exceeding their memory limit.',
+      registers: [this.registry],
+    });
+    this.containersOomByName = new Counter({
+      name: 'berth_containers_oom_count_total',
+      help: 'Containers killed for memory, by container name.',
+      labelNames: ['name'],
       registers: [this.registry],
     });
   }
