@@ -25,17 +25,13 @@ import type { StreamContainersResponse } from './generated/runtime/v1/StreamCont
 import type { UpdateContainerResourcesRequest__Output } from './generated/runtime/v1/UpdateContainerResourcesRequest';
 import type { UpdateContainerResourcesResponse } from './generated/runtime/v1/UpdateContainerResourcesResponse';
 import type { ServerContext } from './context';
-import { STREAM_BATCH } from './list-images';
+import { matchesLabels, required, sendInBatches } from './request';
 import type { StreamHandler, UnaryHandler } from './rpc';
 
-function requireId(id: string, field = 'container_id'): string {
-  if (id === '') throw invalidArgument(`${field} is required`);
-  return id;
-}
 
 export function createContainer(s: ServerContext): UnaryHandler<CreateContainerRequest__Output, CreateContainerResponse> {
   return async (req) => {
-    requireId(req.pod_sandbox_id, 'pod_sandbox_id');
+    required(req.pod_sandbox_id, 'pod_sandbox_id');
     if (!req.config) throw invalidArgument('config is required');
     const c = await s.containers.create(req.pod_sandbox_id, req.config);
     return { container_id: c.id };
@@ -44,28 +40,28 @@ export function createContainer(s: ServerContext): UnaryHandler<CreateContainerR
 
 export function startContainer(s: ServerContext): UnaryHandler<StartContainerRequest__Output, StartContainerResponse> {
   return async (req) => {
-    await s.containers.start(requireId(req.container_id));
+    await s.containers.start(required(req.container_id, 'container_id'));
     return {};
   };
 }
 
 export function stopContainer(s: ServerContext): UnaryHandler<StopContainerRequest__Output, StopContainerResponse> {
   return async (req) => {
-    await s.containers.stop(requireId(req.container_id), Number(req.timeout));
+    await s.containers.stop(required(req.container_id, 'container_id'), Number(req.timeout));
     return {};
   };
 }
 
 export function removeContainer(s: ServerContext): UnaryHandler<RemoveContainerRequest__Output, RemoveContainerResponse> {
   return async (req) => {
-    await s.containers.remove(requireId(req.container_id));
+    await s.containers.remove(required(req.container_id, 'container_id'));
     return {};
   };
 }
 
 export function containerStatus(s: ServerContext): UnaryHandler<ContainerStatusRequest__Output, ContainerStatusResponse> {
   return async (req) => {
-    const c = await s.containers.status(requireId(req.container_id));
+    const c = await s.containers.status(required(req.container_id, 'container_id'));
     const info: Record<string, string> = {};
     if (req.verbose) info['info'] = JSON.stringify({ pid: c.pid, sandboxID: c.podId, runtime: c.handler, bundle: c.bundle, user: c.user });
     return {
@@ -114,8 +110,8 @@ async function listed(s: ServerContext, filter: ContainerFilter__Output | null):
   if (filter?.id) items = items.filter((c) => c.id.startsWith(filter.id));
   if (filter?.pod_sandbox_id) items = items.filter((c) => c.podId.startsWith(filter.pod_sandbox_id));
   if (filter?.state) items = items.filter((c) => c.state === filter.state?.state);
-  const selector = Object.entries(filter?.label_selector ?? {});
-  if (selector.length > 0) items = items.filter((c) => selector.every(([k, v]) => c.config.labels[k] === v));
+  const selector = filter?.label_selector ?? {};
+  items = items.filter((c) => matchesLabels(c.config.labels, selector));
   return items.map(summary);
 }
 
@@ -125,29 +121,28 @@ export function listContainers(s: ServerContext): UnaryHandler<ListContainersReq
 
 export function streamContainers(s: ServerContext): StreamHandler<StreamContainersRequest__Output, StreamContainersResponse> {
   return async (req, _ctx, send) => {
-    const items = await listed(s, req.filter);
-    for (let i = 0; i < items.length; i += STREAM_BATCH) await send({ containers: items.slice(i, i + STREAM_BATCH) });
+    await sendInBatches(await listed(s, req.filter), (containers) => ({ containers }), send);
   };
 }
 
 export function updateContainerResources(s: ServerContext): UnaryHandler<UpdateContainerResourcesRequest__Output, UpdateContainerResourcesResponse> {
   return async (req) => {
     if (!req.linux) throw invalidArgument('linux resources are required');
-    await s.containers.updateResources(requireId(req.container_id), req.linux);
+    await s.containers.updateResources(required(req.container_id, 'container_id'), req.linux);
     return {};
   };
 }
 
 export function reopenContainerLog(s: ServerContext): UnaryHandler<ReopenContainerLogRequest__Output, ReopenContainerLogResponse> {
   return async (req) => {
-    await s.containers.reopenLog(requireId(req.container_id));
+    await s.containers.reopenLog(required(req.container_id, 'container_id'));
     return {};
   };
 }
 
 export function execSync(s: ServerContext): UnaryHandler<ExecSyncRequest__Output, ExecSyncResponse> {
   return async (req) => {
-    const res = await s.containers.execSync(requireId(req.container_id), req.cmd, Number(req.timeout));
+    const res = await s.containers.execSync(required(req.container_id, 'container_id'), req.cmd, Number(req.timeout));
     return { stdout: res.stdout, stderr: res.stderr, exit_code: res.exitCode };
   };
 }

@@ -1,15 +1,14 @@
-import { invalidArgument } from '../common/errors';
 import type { ImageStatusRequest__Output } from './generated/runtime/v1/ImageStatusRequest';
 import type { ImageStatusResponse } from './generated/runtime/v1/ImageStatusResponse';
 import type { ServerContext } from './context';
 import { toCriImage } from './image-view';
+import { required } from './request';
 import type { UnaryHandler } from './rpc';
 
 /** An unknown image is an empty answer, not an error: the kubelet asks this to decide whether to pull. */
 export function imageStatus(s: ServerContext): UnaryHandler<ImageStatusRequest__Output, ImageStatusResponse> {
   return async (req) => {
-    const image = req.image?.image ?? '';
-    if (image === '') throw invalidArgument('image.image is required');
+    const image = required(req.image?.image ?? '', 'image.image');
     const record = s.images.resolve(image);
     if (!record) return { info: {} };
     const info: Record<string, string> = {};

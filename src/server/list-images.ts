@@ -6,10 +6,8 @@ import type { StreamImagesResponse } from './generated/runtime/v1/StreamImagesRe
 import type { Image } from './generated/runtime/v1/Image';
 import type { ServerContext } from './context';
 import { toCriImage } from './image-view';
+import { sendInBatches } from './request';
 import type { StreamHandler, UnaryHandler } from './rpc';
-
-/** Streamed lists go out in batches of this many, so a large store never becomes one huge message. */
-export const STREAM_BATCH = 100;
 
 function listed(s: ServerContext, filter: ImageFilter__Output | null): Image[] {
   const wanted = filter?.image?.image ?? '';
@@ -23,7 +21,6 @@ export function listImages(s: ServerContext): UnaryHandler<ListImagesRequest__Ou
 
 export function streamImages(s: ServerContext): StreamHandler<StreamImagesRequest__Output, StreamImagesResponse> {
   return async (req, _ctx, send) => {
-    const images = listed(s, req.filter);
-    for (let i = 0; i < images.length; i += STREAM_BATCH) await send({ images: images.slice(i, i + STREAM_BATCH) });
+    await sendInBatches(listed(s, req.filter), (images) => ({ images }), send);
   };
 }

@@ -18,13 +18,9 @@ import type { StopPodSandboxResponse } from './generated/runtime/v1/StopPodSandb
 import type { StreamPodSandboxesRequest__Output } from './generated/runtime/v1/StreamPodSandboxesRequest';
 import type { StreamPodSandboxesResponse } from './generated/runtime/v1/StreamPodSandboxesResponse';
 import type { ServerContext } from './context';
-import { STREAM_BATCH } from './list-images';
+import { matchesLabels, required, sendInBatches } from './request';
 import type { StreamHandler, UnaryHandler } from './rpc';
 
-function requireId(id: string, field = 'pod_sandbox_id'): string {
-  if (id === '') throw invalidArgument(`${field} is required`);
-  return id;
-}
 
 export function runPodSandbox(s: ServerContext): UnaryHandler<RunPodSandboxRequest__Output, RunPodSandboxResponse> {
   return async (req) => {
@@ -36,21 +32,21 @@ export function runPodSandbox(s: ServerContext): UnaryHandler<RunPodSandboxReque
 
 export function stopPodSandbox(s: ServerContext): UnaryHandler<StopPodSandboxRequest__Output, StopPodSandboxResponse> {
   return async (req) => {
-    await s.sandboxes.stop(requireId(req.pod_sandbox_id));
+    await s.sandboxes.stop(required(req.pod_sandbox_id, 'pod_sandbox_id'));
     return {};
   };
 }
 
 export function removePodSandbox(s: ServerContext): UnaryHandler<RemovePodSandboxRequest__Output, RemovePodSandboxResponse> {
   return async (req) => {
-    await s.sandboxes.remove(requireId(req.pod_sandbox_id));
+    await s.sandboxes.remove(required(req.pod_sandbox_id, 'pod_sandbox_id'));
     return {};
   };
 }
 
 export function podSandboxStatus(s: ServerContext): UnaryHandler<PodSandboxStatusRequest__Output, PodSandboxStatusResponse> {
   return async (req) => {
-    const pod = s.sandboxes.get(requireId(req.pod_sandbox_id));
+    const pod = s.sandboxes.get(required(req.pod_sandbox_id, 'pod_sandbox_id'));
     const opts = pod.config.linux?.security_context?.namespace_options;
     const [ip, ...more] = pod.ips;
     const info: Record<string, string> = {};
@@ -86,8 +82,8 @@ function listed(s: ServerContext, filter: PodSandboxFilter__Output | null): PodS
   let pods = s.sandboxes.list();
   if (filter?.id) pods = pods.filter((p) => p.id.startsWith(filter.id));
   if (filter?.state) pods = pods.filter((p) => p.state === filter.state?.state);
-  const selector = Object.entries(filter?.label_selector ?? {});
-  if (selector.length > 0) pods = pods.filter((p) => selector.every(([k, v]) => p.config.labels[k] === v));
+  const selector = filter?.label_selector ?? {};
+  pods = pods.filter((p) => matchesLabels(p.config.labels, selector));
   return pods.map(summary);
 }
 
@@ -97,7 +93,6 @@ export function listPodSandbox(s: ServerContext): UnaryHandler<ListPodSandboxReq
 
 export function streamPodSandboxes(s: ServerContext): StreamHandler<StreamPodSandboxesRequest__Output, StreamPodSandboxesResponse> {
   return async (req, _ctx, send) => {
-    const items = listed(s, req.filter);
-    for (let i = 0; i < items.length; i += STREAM_BATCH) await send({ pod_sandboxes: items.slice(i, i + STREAM_BATCH) });
+    await sendInBatches(listed(s, req.filter), (pod_sandboxes) => ({ pod_sandboxes }), send);
   };
 }

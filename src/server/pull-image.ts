@@ -1,15 +1,14 @@
-import { invalidArgument } from '../common/errors';
 import type { Credentials } from '../image/registry-client';
 import type { PullImageRequest__Output } from './generated/runtime/v1/PullImageRequest';
 import type { PullImageResponse } from './generated/runtime/v1/PullImageResponse';
 import type { AuthConfig__Output } from './generated/runtime/v1/AuthConfig';
 import type { ServerContext } from './context';
+import { required } from './request';
 import type { UnaryHandler } from './rpc';
 
 export function pullImage(s: ServerContext): UnaryHandler<PullImageRequest__Output, PullImageResponse> {
   return async (req, ctx) => {
-    const image = req.image?.image ?? '';
-    if (image === '') throw invalidArgument('image.image is required');
+    const image = required(req.image?.image ?? '', 'image.image');
     const started = process.hrtime.bigint();
     try {
       const record = await s.images.pull(image, credentials(req.auth), ctx.signal);
