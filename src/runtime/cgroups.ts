@@ -8,14 +8,15 @@ const ROOT = '/sys/fs/cgroup';
 
 let controllers: Promise<string[]> | undefined;
 
-/** Mounted v1 hierarchies (cpu, memory, pids, …), each a directory under /sys/fs/cgroup. */
-export function v1Hierarchies(): Promise<string[]> {
+/** Mounted hierarchies under /sys/fs/cgroup: the v1 controllers and, on a hybrid host, the cgroup2 mount (runc and
+ *  crun make each container's cgroup there too, so removal must walk it). */
+export function cgroupHierarchies(): Promise<string[]> {
   controllers ??= (async () => {
     const mounts = await fs.readFile('/proc/self/mountinfo', 'utf8');
     const out = new Set<string>();
     for (const line of mounts.split('\n')) {
       const [left, right] = line.split(' - ');
-      if (!left || !right?.startsWith('cgroup ')) continue;
+      if (!left || !(right?.startsWith('cgroup ') || right?.startsWith('cgroup2 '))) continue;
       const mountPoint = left.split(' ')[4];
       if (mountPoint?.startsWith(`${ROOT}/`)) out.add(mountPoint);
     }
@@ -26,7 +27,7 @@ export function v1Hierarchies(): Promise<string[]> {
 
 /** Creates the cgroup in every hierarchy and moves `pid` into it. */
 export async function joinCgroup(cgroupPath: string, pid: number): Promise<void> {
-  for (const hierarchy of await v1Hierarchies()) {
+  for (const hierarchy of await cgroupHierarchies()) {
     const dir = path.join(hierarchy, cgroupPath);
     await fs.mkdir(dir, { recursive: true });
     // cpuset children start empty; they must inherit before a task can join.
@@ -49,7 +50,7 @@ async function inheritCpuset(hierarchy: string, cgroupPath: string): Promise<voi
 
 /** Removes the cgroup (children first) from every hierarchy; missing is fine, one still in use is reported. */
 export async function removeCgroup(cgroupPath: string): Promise<void> {
-  for (const hierarchy of await v1Hierarchies()) await removeTree(path.join(hierarchy, cgroupPath));
+  for (const hierarchy of await cgroupHierarchies()) await removeTree(path.join(hierarchy, cgroupPath));
 }
 
 async function removeTree(dir: string): Promise<void> {

@@ -126,7 +126,7 @@ export class ConmonRuntime implements OciRuntime {
       outcome === 'timeout'
         ? `timed out after ${timeoutMs} ms waiting for conmon`
         : outcome?.message
-          ? parseRuntimeError(outcome.message)
+          ? await explainRuntimeError(parseRuntimeError(outcome.message))
           : `conmon ${exit} before reporting a pid${stderr.text() ? `: ${stderr.text().trim()}` : ''}`;
     // Never force-delete a same-id container that was there before us (a create race lost to another caller).
     const clash = /already exists|id exists/.test(reason);
@@ -552,6 +552,25 @@ export function parseRuntimeError(text: string, errorsOnly = false): string {
     if (!errorsOnly) last = t;
   }
   return last;
+}
+
+const HYBRID_CGROUPS = /cgroups in hybrid mode/;
+
+/**
+ * A runtime error with the fix appended where the runtime's own words do not give it. crun (1.x) refuses to run on
+ * a hybrid v1 + v2 host while the v2 hierarchy has any controller; on Debian that is hugetlb until a v1 hugetlb
+ * hierarchy is mounted. `controllersFile` is read to name the controllers (tests point it elsewhere).
+ */
+export async function explainRuntimeError(message: string, controllersFile = '/sys/fs/cgroup/unified/cgroup.controllers'): Promise<string> {
+  if (!HYBRID_CGROUPS.test(message)) return message;
+  const controllers = (await fs.readFile(controllersFile, 'utf8').catch(() => '')).trim().split(/\s+/).filter((x) => /^[a-z_]+$/.test(x));
+  const mountCmd = (ctl: string): string => `mkdir -p /sys/fs/cgroup/${ctl} && mount -t cgroup -o ${ctl} cgroup /sys/fs/cgroup/${ctl}`;
+  const named = controllers.length ? ` (now: ${controllers.join(', ')})` : '';
+  const fixes = (controllers.length ? controllers : ['hugetlb']).map(mountCmd).join('; ');
+  return (
+    `${message} — crun does not run containers while the cgroup v2 hierarchy (/sys/fs/cgroup/unified) holds controllers${named}; ` +
+    `mount each as a cgroup v1 hierarchy (${fixes}), or use the runc handler`
+  );
 }
 
 function unquote(s: string): string {

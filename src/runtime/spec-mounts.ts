@@ -73,7 +73,25 @@ function defaultMounts(o: MountOptions): OciMount[] {
   for (const [destination, source] of files) {
     if (source) mounts.push({ destination, type: 'bind', source, options: ['rbind', 'rprivate', fileMode] });
   }
+  if (o.readonlyRootfs) mounts.push(...readonlyRootfsTmpfs());
   return mounts;
+}
+
+/**
+ * CRI-O's writable scratch dirs for a read-only rootfs: tmpfs on /run, /tmp and /var/tmp, each seeded with the image's
+ * contents of that dir (`tmpcopyup`, which runc and crun both implement). A CRI mount at the same path replaces one.
+ */
+export function readonlyRootfsTmpfs(): OciMount[] {
+  return [
+    ['/run', 'mode=0755'],
+    ['/tmp', 'mode=1777'],
+    ['/var/tmp', 'mode=1777'],
+  ].map(([destination = '', mode = '']) => ({
+    destination,
+    type: 'tmpfs',
+    source: 'tmpfs',
+    options: ['rw', 'noexec', 'nosuid', 'nodev', 'tmpcopyup', mode],
+  }));
 }
 
 export interface MountInfoEntry {

@@ -1,6 +1,6 @@
 // The container RPC family: Create/Start/Stop/Remove, Status, List/Stream, UpdateContainerResources,
 // ReopenContainerLog, ExecSync. Each handler validates, calls the container manager and maps the result.
-import { invalidArgument } from '../common/errors';
+import { deadlineExceeded, invalidArgument } from '../common/errors';
 import type { ContainerRecord } from '../runtime/container-manager';
 import type { Container } from './generated/runtime/v1/Container';
 import type { ContainerFilter__Output } from './generated/runtime/v1/ContainerFilter';
@@ -142,7 +142,30 @@ export function reopenContainerLog(s: ServerContext): UnaryHandler<ReopenContain
 
 export function execSync(s: ServerContext): UnaryHandler<ExecSyncRequest__Output, ExecSyncResponse> {
   return async (req) => {
-    const res = await s.containers.execSync(required(req.container_id, 'container_id'), req.cmd, Number(req.timeout));
-    return { stdout: res.stdout, stderr: res.stderr, exit_code: res.exitCode };
+    const timeout = Number(req.timeout);
+    const res = await s.containers.execSync(required(req.container_id, 'container_id'), req.cmd, timeout);
+    // The kubelet reads DEADLINE_EXCEEDED as a probe timeout (exec.NewTimeoutError), as containerd answers; an exit
+    // code would count as a plain probe failure. The command was killed before this returns.
+    if (res.timedOut) throw deadlineExceeded(`ExecSync in ${req.container_id}: command timed out after ${timeout > 0 ? `${timeout} s` : 'the exec time limit'}`);
+    const [stdout, stderr] = fitOutput(res.stdout, res.stderr, s.config().api.max_message_bytes - RESPONSE_OVERHEAD);
+    return { stdout, stderr, exit_code: res.exitCode };
   };
+}
+
+/** Room for the framing of an ExecSyncResponse (field tags, lengths, exit code) below the message size limit. */
+export const RESPONSE_OVERHEAD = 1024;
+
+/**
+ * Trims stdout and stderr so that both fit in one gRPC message of `budget` bytes: each stream is capped at 16 MiB
+ * already, but both together (or a full 16 MiB one plus framing) would exceed the 16 MiB the kubelet and berth
+ * accept, and the whole call would fail with RESOURCE_EXHAUSTED. The smaller stream stays whole when it can; the
+ * larger one keeps its beginning.
+ */
+export function fitOutput(stdout: Buffer, stderr: Buffer, budget: number): [Buffer, Buffer] {
+  const room = Math.max(0, budget);
+  if (stdout.length + stderr.length <= room) return [stdout, stderr];
+  const half = Math.floor(room / 2);
+  if (stdout.length <= half) return [stdout, stderr.subarray(0, room - stdout.length)];
+  if (stderr.length <= half) return [stdout.subarray(0, room - stderr.length), stderr];
+  return [stdout.subarray(0, half), stderr.subarray(0, room - half)];
 }

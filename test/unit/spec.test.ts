@@ -254,6 +254,19 @@ describe('rootfs and masks', () => {
     expect(spec.root).toEqual({ path: '/var/lib/berth/c0ffee/merged', readonly: true });
     expect(spec.mounts.find((m) => m.destination === '/etc/hosts')?.options).toContain('ro');
   });
+  test("readonly rootfs gets CRI-O's tmpfs on /run, /tmp and /var/tmp, seeded from the image; a CRI mount replaces one", () => {
+    const tmpfs = (spec: OciSpec): OciSpec['mounts'] => spec.mounts.filter((m) => m.type === 'tmpfs' && ['/run', '/tmp', '/var/tmp'].includes(m.destination));
+    const ro = buildContainerSpec(withSc({ readonly_rootfs: true }));
+    expect(tmpfs(ro)).toEqual([
+      { destination: '/run', type: 'tmpfs', source: 'tmpfs', options: ['rw', 'noexec', 'nosuid', 'nodev', 'tmpcopyup', 'mode=0755'] },
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['rw', 'noexec', 'nosuid', 'nodev', 'tmpcopyup', 'mode=1777'] },
+      { destination: '/var/tmp', type: 'tmpfs', source: 'tmpfs', options: ['rw', 'noexec', 'nosuid', 'nodev', 'tmpcopyup', 'mode=1777'] },
+    ]);
+    expect(tmpfs(buildContainerSpec(input()))).toEqual([]);
+    const own = buildContainerSpec(withSc({ readonly_rootfs: true }, { mounts: [mount({ container_path: '/tmp/', host_path: tmp })] }));
+    expect(tmpfs(own).map((m) => m.destination)).toEqual(['/run', '/var/tmp']);
+    expect(own.mounts.filter((m) => m.destination === '/tmp')).toEqual([{ destination: '/tmp', type: 'bind', source: tmp, options: ['rbind', 'rprivate', 'rw'] }]);
+  });
   test('default masks, given masks', () => {
     const def = buildContainerSpec(input());
     expect(def.linux.maskedPaths).toEqual(DEFAULT_MASKED_PATHS);
