@@ -7,6 +7,7 @@ import path from 'node:path';
 import { CleanupStack } from '../common/cleanup-stack';
 import { BerthError, errorMessage, failedPrecondition, invalidArgument, notFound } from '../common/errors';
 import { KeyedMutex } from '../common/keyed-mutex';
+import { SingleFlight } from '../common/single-flight';
 import { nowNs } from '../common/time';
 import type { ImageManager } from '../image/image-manager';
 import { parseImageConfig } from '../image/image-config';
@@ -15,7 +16,7 @@ import type { LinuxContainerResources__Output } from '../server/generated/runtim
 import { writeFileAtomic } from '../storage/atomic-file';
 import { NameRegistry, ObjectStore } from '../storage/object-store';
 import { mountRootfs, removeRootfs, rootfsPaths } from '../storage/rootfs';
-import type { OciRuntime, RuntimeHandler } from './oci-runtime';
+import type { ExitStatus, OciRuntime, RuntimeHandler } from './oci-runtime';
 import type { OciResources } from './oci-spec';
 import type { SandboxRecord } from './sandbox-manager';
 import { buildContainerSpec } from './spec';
@@ -68,7 +69,9 @@ export class ContainerManager {
   readonly store: ObjectStore<ContainerRecord>;
   private readonly names = new NameRegistry('container');
   private readonly locks = new KeyedMutex();
-  private readonly exitDir: string;
+  private readonly exits = new SingleFlight<ContainerRecord>();
+  /** conmon's exit files, one per container id (read by recovery too). */
+  readonly exitDir: string;
 
   constructor(private readonly deps: ContainerDeps) {
     this.store = new ObjectStore<ContainerRecord>(deps.checkpointDir, 'container');
@@ -175,10 +178,24 @@ export class ContainerManager {
       const current = await this.refresh(this.store.resolve(c.id));
       if (current.state === 'CONTAINER_EXITED') return;
       const runtime = this.deps.runtime(current.handler);
+      if (current.state === 'CONTAINER_UNKNOWN') return this.stopUnknown(current, runtime);
       if (current.state === 'CONTAINER_CREATED') await runtime.kill(current.id, 'SIGKILL').catch(() => undefined);
       else await runtime.stop(current.id, current.stopSignal, Math.max(0, timeoutSeconds) * 1000);
       await this.waitExitRecorded(current);
     });
+  }
+
+  /** A container recovery could not reconcile: kill whatever the runtime still runs, then record the exit as known. */
+  private async stopUnknown(c: ContainerRecord, runtime: OciRuntime): Promise<void> {
+    const st = await runtime.state(c.id);
+    if (st && st.status !== 'stopped') await runtime.stop(c.id, 'SIGKILL', 0);
+    let exit: ExitStatus | undefined;
+    // conmon (if it still runs) writes the exit file just after reaping; an unreadable one counts as none.
+    for (const deadline = Date.now() + (st ? 2000 : 0); ; await new Promise((r) => setTimeout(r, 25))) {
+      exit = await runtime.exitStatus(c.id, this.exitDir, c.bundle).catch(() => undefined);
+      if (exit || Date.now() >= deadline) break;
+    }
+    await this.store.put(exitedRecord(c, exit, exit ? '' : 'stopped while its state was unknown; no exit code was recorded'));
   }
 
   private async waitExitRecorded(c: ContainerRecord): Promise<void> {
@@ -210,7 +227,8 @@ export class ContainerManager {
   }
 
   async list(): Promise<ContainerRecord[]> {
-    return Promise.all(this.store.list().map((c) => this.refresh(c)));
+    // One unreadable exit file must not fail the whole listing: that container shows as last recorded.
+    return Promise.all(this.store.list().map((c) => this.refresh(c).catch(() => c)));
   }
 
   inPod(podId: string): ContainerRecord[] {
@@ -256,19 +274,42 @@ export class ContainerManager {
     await this.deps.runtime(c.handler).reopenLog(c.id, c.bundle);
   }
 
-  private async refresh(c: ContainerRecord): Promise<ContainerRecord> {
-    if (c.state !== 'CONTAINER_RUNNING' && c.state !== 'CONTAINER_CREATED') return c;
-    const exit = await this.deps.runtime(c.handler).exitStatus(c.id, this.exitDir, c.bundle);
-    if (!exit) return c;
-    const next: ContainerRecord = {
-      ...c,
-      state: 'CONTAINER_EXITED',
-      exitCode: exit.exitCode,
-      finishedAtNs: exit.finishedAtNs.toString(),
-      reason: exit.oomKilled ? 'OOMKilled' : exit.exitCode === 0 ? 'Completed' : 'Error',
-    };
-    await this.store.put(next);
-    if (exit.oomKilled) this.deps.onOomKilled?.(next);
-    return next;
+  /** The runtime that runs this container (its pod's handler). */
+  runtimeOf(c: ContainerRecord): OciRuntime {
+    return this.deps.runtime(c.handler);
   }
+
+  /** Mounts the container's rootfs again (recovery: a live container whose host-side mount went away). */
+  async remountRootfs(c: ContainerRecord): Promise<void> {
+    const image = this.deps.images.resolve(c.imageId);
+    if (!image) throw notFound(`image ${c.imageId} of container ${c.id} is not in the store`);
+    await mountRootfs(this.deps.images.layers, image.layers.map((l) => l.chainId), rootfsPaths(this.deps.containersDir, c.id));
+  }
+
+  /** Reads conmon's exit file for a created or running container and records the exit; the container as it now is. */
+  // Overlapping refreshes of one container (Status and List at once, as the kubelet does) share one reading, so an
+  // exit is recorded, and an OOM kill counted, once.
+  async refresh(c: ContainerRecord): Promise<ContainerRecord> {
+    if (c.state !== 'CONTAINER_RUNNING' && c.state !== 'CONTAINER_CREATED') return c;
+    return this.exits.run(c.id, async () => {
+      const cur = this.store.lookup(c.id) ?? c;
+      if (cur.state !== 'CONTAINER_RUNNING' && cur.state !== 'CONTAINER_CREATED') return cur;
+      const exit = await this.deps.runtime(cur.handler).exitStatus(cur.id, this.exitDir, cur.bundle);
+      if (!exit) return cur;
+      const next = exitedRecord(cur, exit);
+      await this.store.put(next);
+      if (exit.oomKilled) this.deps.onOomKilled?.(next);
+      return next;
+    }).promise;
+  }
+}
+
+/**
+ * The record of a container that has ended: code and time from conmon's exit file; without one (the runtime no longer
+ * knows the container, e.g. after a reboot) exit code 255, reason "Unknown" and now as the finish time, as CRI-O does.
+ */
+export function exitedRecord(c: ContainerRecord, exit: ExitStatus | undefined, message = ''): ContainerRecord {
+  if (!exit) return { ...c, state: 'CONTAINER_EXITED', exitCode: 255, finishedAtNs: nowNs().toString(), reason: 'Unknown', message };
+  const reason = exit.oomKilled ? 'OOMKilled' : exit.exitCode === 0 ? 'Completed' : 'Error';
+  return { ...c, state: 'CONTAINER_EXITED', exitCode: exit.exitCode, finishedAtNs: exit.finishedAtNs.toString(), reason, message };
 }

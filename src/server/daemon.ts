@@ -10,6 +10,7 @@ import { packageVersion } from '../common/package-root';
 import { ImageManager } from '../image/image-manager';
 import { ContainerManager, DEFAULT_CAPABILITIES } from '../runtime/container-manager';
 import { runtimeFor, selectHandler } from '../runtime/oci-runtime';
+import { recover } from '../runtime/recovery';
 import { SandboxManager } from '../runtime/sandbox-manager';
 import { storageLayout } from '../storage/layout';
 import { applyLive, BerthConfig, diffConfig } from './config';
@@ -77,9 +78,26 @@ export class Daemon {
       });
       sandboxes.containers = containers;
       images.imageUser = (imageId) => containers.userOf(imageId);
-      for (const [kind, store] of [['pod', sandboxes], ['container', containers]] as const) {
-        for (const u of (await store.init()).unreadable) log.error({ id: u.id, error: u.error }, `${kind} checkpoint unreadable`);
+      const unreadable = { pods: [] as string[], containers: [] as string[] };
+      for (const [kind, store, ids] of [['pod', sandboxes, unreadable.pods], ['container', containers, unreadable.containers]] as const) {
+        for (const u of (await store.init()).unreadable) {
+          log.error({ id: u.id, error: u.error }, `${kind} checkpoint unreadable; its objects are kept, not cleaned up`);
+          ids.push(u.id);
+        }
       }
+      // Reconcile checkpoints with what runs and remove what no checkpoint owns, before the first call is served.
+      await recover({
+        stateDir: cfg.state_dir,
+        containersDir: layout.containers,
+        cgroupParent: cfg.runtime.cgroup_parent,
+        conmonPath: cfg.runtime.conmon_path,
+        handlers: Object.keys(cfg.runtime.handlers).map((name) => selectHandler(cfg.runtime, name, cfg.state_dir)),
+        runtime: (handler) => runtimeFor(handler, cfg.runtime.conmon_path),
+        sandboxes,
+        containers,
+        unreadable,
+        log,
+      });
       const ctx: ServerContext = {
         version: packageVersion(),
         config: () => current.cfg,
