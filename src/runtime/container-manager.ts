@@ -70,6 +70,8 @@ export class ContainerManager {
   private readonly names = new NameRegistry('container');
   private readonly locks = new KeyedMutex();
   private readonly exits = new SingleFlight<ContainerRecord>();
+  /** The exit dir's mtime:ctime when every live container was last checked for an exit ("" = check). */
+  private checkedExits = '';
   /** conmon's exit files, one per container id (read by recovery too). */
   readonly exitDir: string;
 
@@ -223,12 +225,31 @@ export class ContainerManager {
 
   /** The container with its exit read from conmon's exit file when it has ended. */
   async status(idOrPrefix: string): Promise<ContainerRecord> {
-    return this.refresh(this.store.resolve(idOrPrefix));
+    const c = this.store.resolve(idOrPrefix);
+    return (await this.exitsMayHaveChanged(false)) ? this.refresh(c) : c;
   }
 
   async list(): Promise<ContainerRecord[]> {
+    if (!(await this.exitsMayHaveChanged(true))) return this.store.list();
     // One unreadable exit file must not fail the whole listing: that container shows as last recorded.
     return Promise.all(this.store.list().map((c) => this.refresh(c).catch(() => c)));
+  }
+
+  /**
+   * conmon writes an exit file into the exit dir, which changes the dir's mtime; while the mtime stays what every
+   * created or running container was last checked against, no exit can be new, and Status/List answer from memory
+   * (one stat instead of a read per container). A change within the last moment may share the mtime's tick, so a
+   * recent mtime is never trusted.
+   */
+  private async exitsMayHaveChanged(checkingAll: boolean): Promise<boolean> {
+    const st = await fs.stat(this.exitDir, { bigint: true });
+    const stamp = `${st.mtimeNs}:${st.ctimeNs}`;
+    const settled = nowNs() - st.mtimeNs > 100_000_000n;
+    if (settled && stamp === this.checkedExits) return false;
+    // Only a caller that checks every container may record the stamp, and it does so before its reads: an exit
+    // landing during them changes the mtime again.
+    if (checkingAll) this.checkedExits = settled ? stamp : '';
+    return true;
   }
 
   inPod(podId: string): ContainerRecord[] {
