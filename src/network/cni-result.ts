@@ -71,7 +71,11 @@ export function podIps(result: CniResult | undefined): string[] {
     const sandbox = result.interfaces[i]?.sandbox;
     return sandbox !== undefined && sandbox !== '';
   };
-  const addrs = result.ips.filter((ip) => inSandbox(ip.interface)).map((ip) => ip.address.split('/')[0] ?? '');
+  // A loopback plugin's 127.0.0.1/::1 is no pod IP.
+  const addrs = result.ips
+    .filter((ip) => inSandbox(ip.interface))
+    .map((ip) => ip.address.split('/')[0] ?? '')
+    .filter((a) => !a.startsWith('127.') && a !== '::1');
   const v4 = addrs.filter((a) => isIP(a) === 4);
   const v6 = addrs.filter((a) => isIP(a) === 6);
   return [...new Set([...v4, ...v6])];

@@ -8,6 +8,7 @@ import { CleanupStack } from '../common/cleanup-stack';
 import { BerthError, errnoCode } from '../common/errors';
 import { packageVersion } from '../common/package-root';
 import { ImageManager } from '../image/image-manager';
+import { CniNetwork } from '../network/pod-network';
 import { ContainerManager, DEFAULT_CAPABILITIES } from '../runtime/container-manager';
 import { runtimeFor, selectHandler } from '../runtime/oci-runtime';
 import { recover } from '../runtime/recovery';
@@ -31,6 +32,7 @@ export class Daemon {
     private readonly log: Logger,
     private readonly server: grpc.Server,
     private readonly images: ImageManager,
+    private readonly network: CniNetwork,
     private readonly metricsServer: http.Server | undefined,
     readonly metricsPort: number | undefined,
   ) {}
@@ -56,7 +58,26 @@ export class Daemon {
       });
       await images.init();
       cleanup.push('release the storage lock', () => images.close());
+      const runtimeState = { podCidr: await readPodCidr(cfg.state_dir) };
+      const network = new CniNetwork({
+        settings: () => {
+          const n = current.cfg.network;
+          return { confDir: n.cni_conf_dir, pluginDirs: n.cni_plugin_dirs, defaultNetwork: n.default_network, pluginTimeoutSeconds: n.plugin_timeout_seconds };
+        },
+        cacheDir: path.join(cfg.state_dir, 'cni-cache'),
+        podCidr: () => runtimeState.podCidr,
+        observer: {
+          pluginDone: (op, plugin, seconds, ok) => {
+            metrics.cniDuration.observe({ op, plugin }, seconds);
+            if (!ok) metrics.cniErrors.inc({ op, plugin });
+          },
+        },
+        log,
+      });
+      await network.start();
+      cleanup.push('stop watching the CNI config', () => network.close());
       const sandboxes = new SandboxManager({
+        network,
         stateDir: cfg.state_dir,
         checkpointDir: layout.podCheckpoints,
         cgroupParent: () => current.cfg.runtime.cgroup_parent,
@@ -96,6 +117,7 @@ export class Daemon {
         sandboxes,
         containers,
         unreadable,
+        releaseOrphanNetworks: (isKnown) => network.releaseOrphans(isKnown),
         log,
       });
       const ctx: ServerContext = {
@@ -104,7 +126,7 @@ export class Daemon {
         log,
         metrics,
         layout,
-        runtimeState: { podCidr: await readPodCidr(cfg.state_dir) },
+        runtimeState,
         images,
         sandboxes,
         containers,
@@ -124,7 +146,7 @@ export class Daemon {
         }
       }
       log.info({ socket: cfg.api.listen, metricsPort: metricsPort ?? null, version: ctx.version }, 'berth is serving');
-      return new Daemon(current, log, server, images, metricsServer, metricsPort);
+      return new Daemon(current, log, server, images, network, metricsServer, metricsPort);
     } catch (err) {
       for (const failure of await cleanup.unwind()) log.warn({ err: failure.err }, `start-up cleanup failed: ${failure.what}`);
       throw err;
@@ -165,6 +187,7 @@ export class Daemon {
     }
     await fs.rm(this.current.cfg.api.listen, { force: true });
     await this.images.close();
+    this.network.close();
     this.log.info('berth stopped');
   }
 }

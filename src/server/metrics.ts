@@ -14,6 +14,8 @@ export class Metrics {
   readonly imagePullFailures: Counter<'reason'>;
   readonly imageLayerReuse: Counter;
   readonly containersOom: Counter;
+  readonly cniDuration: Histogram<'op' | 'plugin'>;
+  readonly cniErrors: Counter<'op' | 'plugin'>;
   readonly containersOomByName: Counter<'name'>;
 
   constructor() {
@@ -57,6 +59,19 @@ export class Metrics {
     this.imageLayerReuse = new Counter({
       name: 'berth_image_layer_reuse_total',
       help: 'Layers a pull did not download because the store already had them (or another pull was making them).',
+      registers: [this.registry],
+    });
+    this.cniDuration = new Histogram({
+      name: 'berth_cni_operation_duration_seconds',
+      help: 'Time of each CNI plugin call, by operation (ADD, DEL, CHECK, STATUS) and plugin type.',
+      labelNames: ['op', 'plugin'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [this.registry],
+    });
+    this.cniErrors = new Counter({
+      name: 'berth_cni_operation_errors_total',
+      help: 'CNI plugin calls that failed, by operation and plugin type.',
+      labelNames: ['op', 'plugin'],
       registers: [this.registry],
     });
     this.containersOom = new Counter({

@@ -35,7 +35,11 @@ export interface StartOptions {
   /** Reuse an existing test dir (for restart tests). */
   dir?: string;
   metrics?: boolean;
+  /** Write a loopback-only CNI network (default true), so pods run without touching the host's network. */
+  cni?: boolean;
 }
+
+export const LOOPBACK_CONFLIST = JSON.stringify({ cniVersion: '1.0.0', name: 'berth-test-lo', plugins: [{ type: 'loopback' }] });
 
 export function berthBin(): string {
   return path.join(packageRoot(), 'bin', 'berth');
@@ -69,6 +73,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
   const configDir = path.join(dir, 'berth.d');
   fs.mkdirSync(configDir, { recursive: true });
   fs.mkdirSync(path.join(dir, 'cni'), { recursive: true });
+  if (opts.cni !== false && !opts.dir) fs.writeFileSync(path.join(dir, 'cni', '10-loopback.conflist'), LOOPBACK_CONFLIST);
   if (!opts.dir || !fs.existsSync(configFile)) {
     fs.writeFileSync(configFile, testConfigToml(dir, opts.metrics ?? true) + (opts.toml ?? ''));
   }

@@ -24,7 +24,7 @@ describe('berth daemon', () => {
   let c: CriClient;
 
   beforeAll(async () => {
-    d = await startDaemon();
+    d = await startDaemon({ cni: false });
     c = d.client();
   });
 
