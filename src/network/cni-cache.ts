@@ -6,22 +6,19 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode, errorMessage } from '../common/errors';
 import { writeFileAtomic } from '../storage/atomic-file';
-import { parseNetworkConfig, type NetworkConfigFile } from './cni-config';
+import { parseNetworkConfig } from './cni-config';
+import type { Attachment } from './cni-ops';
 import type { CniResult } from './cni-result';
 
 export const CACHE_KIND = 'berthCniCacheV1';
 const MAX_ENTRY_BYTES = 4 << 20;
 
-export interface CacheEntry {
+/**
+ * What ADD ran with (the network list as it was — file path kept for messages only — and the netns pin at ADD;
+ * DEL prefers the pod's current pin and passes "" once it is gone), plus how far ADD got.
+ */
+export interface CacheEntry extends Attachment {
   kind: typeof CACHE_KIND;
-  /** The network config list as ADD ran it (file path kept for messages only). */
-  network: NetworkConfigFile;
-  containerId: string;
-  ifName: string;
-  /** The netns pin at ADD; DEL prefers the pod's current one and passes "" once the pin is gone. */
-  netns: string;
-  cniArgs: [string, string][];
-  capabilityArgs: Record<string, unknown>;
   /** 'adding' until every plugin's ADD succeeded; 'failed' once ADD gave up (DEL pending or itself failed). */
   state: 'adding' | 'added' | 'failed';
   /** How many plugins of the list completed ADD. */

@@ -9,11 +9,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { BerthError } from '../../src/common/errors';
 import type { CniCommand } from '../../src/network/cni-exec';
 import { CniNetwork, isNetns, type CniPod } from '../../src/network/pod-network';
 import { createPodNamespaces, removePodNamespaces } from '../../src/runtime/namespaces';
 import type { PortMapping__Output } from '../../src/server/generated/runtime/v1/PortMapping';
+import { rejection } from '../helpers/rejection';
 
 const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 const sh = (file: string, args: string[]): string => execFileSync(file, args, { encoding: 'utf8', env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -282,15 +282,6 @@ function newIptablesLines(before: Set<string>): string[] {
   return added.filter((l) => !foreign(l) && !(l.startsWith(':') && foreignChains.has(l.slice(1).split(' ')[0] ?? '')));
 }
 
-async function rejection(p: Promise<unknown>): Promise<BerthError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof BerthError) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
 
 const timed = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
   const t0 = process.hrtime.bigint();

@@ -5,7 +5,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../../src/common/package-root';
-import { BerthError } from '../../src/common/errors';
 import { statfs } from '../../native/fs';
 import { MNT_DETACH, MS_BIND, MS_SHARED, mount, umount2 } from '../../native/mount';
 import {
@@ -18,6 +17,7 @@ import {
   startPause,
   stopPause,
 } from '../../src/runtime/namespaces';
+import { rejection } from '../helpers/rejection';
 
 const NSFS_MAGIC = 0x6e736673;
 const ALL = { net: true, ipc: true, uts: true };
@@ -45,15 +45,6 @@ function mountsUnder(dir: string): string[] {
     .filter((mp) => mp === dir || mp.startsWith(`${dir}/`));
 }
 
-async function rejection(p: Promise<unknown>): Promise<BerthError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof BerthError) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('pod namespaces', () => {
   let tmp: string;

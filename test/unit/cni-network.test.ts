@@ -4,9 +4,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BerthError } from '../../src/common/errors';
 import type { CniCommand } from '../../src/network/cni-exec';
 import { CniNetwork, type CniPod } from '../../src/network/pod-network';
+import { rejection } from '../helpers/rejection';
 
 const NETNS = '/proc/self/ns/net';
 let dir: string;
@@ -66,15 +66,6 @@ const POD: CniPod = {
   },
 };
 
-async function rejection(p: Promise<unknown>): Promise<BerthError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof BerthError) return err;
-    throw err;
-  }
-  throw new Error('expected a rejection');
-}
 
 beforeEach(() => timings.splice(0));
 
