@@ -1,5 +1,5 @@
 // cgroup resources and devices of a container's OCI spec (cgroup v1 semantics: `unified` is ignored).
-import { lstatSync, readdirSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, statSync, type BigIntStats } from 'node:fs';
 import { posix } from 'node:path';
 import { errorMessage, invalidArgument, isBerthError } from '../common/errors';
 import type { Device__Output } from '../server/generated/runtime/v1/Device';
@@ -143,20 +143,17 @@ export function buildDevices(devices: readonly Device__Output[]): { devices: Oci
     for (const [host, path] of found) {
       const st = statSync(host, { bigint: true });
       const type = devType(st) ?? 'c';
-      const dev: OciDevice = {
-        path,
-        type,
-        major: major(st.rdev),
-        minor: minor(st.rdev),
-        fileMode: Number(st.mode & 0o777n),
-        uid: Number(st.uid),
-        gid: Number(st.gid),
-      };
+      const dev = deviceNode(path, type, st);
       nodes.push(dev);
       rules.push({ allow: true, type, major: dev.major, minor: dev.minor, access });
     }
   });
   return { devices: nodes, rules };
+}
+
+/** The OCI description of a device node at `path` inside the container, from the host node's stat. */
+function deviceNode(path: string, type: OciDevice['type'], st: BigIntStats): OciDevice {
+  return { path, type, major: major(st.rdev), minor: minor(st.rdev), fileMode: Number(st.mode & 0o777n), uid: Number(st.uid), gid: Number(st.gid) };
 }
 
 /**
@@ -182,15 +179,7 @@ export function hostDevices(root = '/dev'): OciDevice[] {
       }
       const type = devType(st);
       if (!type || (level === 0 && name === 'console')) continue;
-      out.push({
-        path: p,
-        type,
-        major: major(st.rdev),
-        minor: minor(st.rdev),
-        fileMode: Number(st.mode & 0o777n),
-        uid: Number(st.uid),
-        gid: Number(st.gid),
-      });
+      out.push(deviceNode(p, type, st));
       if (out.length >= MAX_DEVICES) return;
     }
   };
