@@ -34,7 +34,7 @@ import { Registry, startRegistry } from '../test/fixtures/registry';
 import type { CriClient } from '../test/helpers/cri-client';
 import { startDaemon } from '../test/helpers/daemon';
 import { startContainerd } from './containerd';
-import { ensureContainerd, MiB, procStatusBytes, removeTree } from './sys';
+import { cleanUpOnInterrupt, ensureContainerd, MiB, procStatusBytes, removeTree } from './sys';
 
 type Runtime = 'berth' | 'containerd';
 const RUNTIMES: readonly Runtime[] = ['berth', 'containerd'];
@@ -719,7 +719,6 @@ async function main(): Promise<number> {
   const shimDirExisted = fs.existsSync(CONTAINERD_SHIM_SOCKET_DIR);
   const runDirExisted = fs.existsSync(path.dirname(CONTAINERD_SHIM_SOCKET_DIR));
   let registry: Registry | undefined;
-  let interrupted = false;
 
   const stopping = new Map<Daemon, Promise<string[]>>();
   const stopDaemon = (d: Daemon): Promise<string[]> => {
@@ -796,14 +795,7 @@ async function main(): Promise<number> {
           `in ${(msSince(t) / 1000).toFixed(1)} s${problems.length ? `; problems:\n    ${problems.join('\n    ')}` : ''}`,
       );
     })());
-  const onSignal = (sig: NodeJS.Signals): void => {
-    interrupted = true;
-    process.stderr.write(`\n${sig}: cleaning up\n`);
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  const isInterrupted = (): boolean => interrupted;
+  const isInterrupted = cleanUpOnInterrupt(cleanup);
 
   const start = async (rt: Runtime, phase: string, images: Images): Promise<Daemon> => {
     const dir = freshDir(`berth-bench-lc-${phase}-${rt}-`, dirs);
@@ -848,14 +840,14 @@ async function main(): Promise<number> {
     }
     for (const { rt, round } of schedule) {
       const d = lifecycleDaemons.get(rt);
-      if (interrupted) break;
+      if (isInterrupted()) break;
       if (!d) continue;
       const t = process.hrtime.bigint();
       try {
         await lifecycleRound(d, results.get(rt) as RuntimeResults, round, images, opts, isInterrupted);
         say(`${rt.padEnd(10)} lifecycle round ${round}: ${opts.pods} pods in ${(msSince(t) / 1000).toFixed(1)} s`);
       } catch (err) {
-        if (interrupted) break;
+        if (isInterrupted()) break;
         fail(rt, `lifecycle round ${round}`, err, d);
       }
     }
@@ -869,7 +861,7 @@ async function main(): Promise<number> {
     const t2 = process.hrtime.bigint();
     const listDaemons: Daemon[] = [];
     for (const rt of opts.runtimes) {
-      if (interrupted) break;
+      if (isInterrupted()) break;
       let d: Daemon | undefined;
       try {
         d = await start(rt, 'mem', images);
@@ -877,18 +869,18 @@ async function main(): Promise<number> {
         listDaemons.push(d);
         say(`${rt.padEnd(10)} memory/list setup done`);
       } catch (err) {
-        if (interrupted) break;
+        if (isInterrupted()) break;
         fail(rt, 'memory/list setup', err, d);
       }
     }
-    if (!interrupted && listDaemons.length > 0) await timeLists(listDaemons, results, opts.listCalls);
+    if (!isInterrupted() && listDaemons.length > 0) await timeLists(listDaemons, results, opts.listCalls);
     for (const d of listDaemons) {
       const problems = await stopDaemon(d);
       for (const p of problems) say(`  ${p}`);
     }
     say(`phase 2 took ${(msSince(t2) / 1000).toFixed(1)} s`);
 
-    if (interrupted) return 130;
+    if (isInterrupted()) return 130;
     report(results, opts);
     say(`\nload at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; total ${(msSince(startedAt) / 1000).toFixed(1)} s`);
   } finally {

@@ -14,7 +14,7 @@ import type { CriClient } from '../test/helpers/cri-client';
 import { packageVersion } from '../src/common/package-root';
 import { pushBigImage, PushedImage } from './big-image';
 import { Containerd, startContainerd } from './containerd';
-import { diskUsageBytes, ensureContainerd, MiB, procCpuSeconds, procStatusBytes, removeTree, resetPeakRss, syncDisks } from './sys';
+import { cleanUpOnInterrupt, diskUsageBytes, ensureContainerd, MiB, procCpuSeconds, procStatusBytes, removeTree, resetPeakRss, syncDisks } from './sys';
 
 type Runtime = 'berth' | 'containerd';
 const RUNTIMES: readonly Runtime[] = ['berth', 'containerd'];
@@ -231,14 +231,7 @@ async function main(): Promise<number> {
       for (const d of dirs) removeTree(d);
       if (dirs.length) say(`removed ${dirs.length} daemon dirs in ${fmt(Number(process.hrtime.bigint() - t) / 1e9, 1)} s`);
     })());
-  let interrupted = false;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    interrupted = true;
-    process.stderr.write(`\n${sig}: cleaning up\n`);
-    void cleanup().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const interrupted = cleanUpOnInterrupt(cleanup);
 
   try {
     registry = await startRegistry();
@@ -251,7 +244,7 @@ async function main(): Promise<number> {
       // by an earlier rm -rf (ext4), and neither runtime should always take that slot.
       const order = i % 2 === 1 ? opts.runtimes : [...opts.runtimes].reverse();
       for (const rt of order) {
-        if (interrupted) return 130;
+        if (interrupted()) return 130;
         if (errors.has(rt)) continue;
         let daemon: Daemon | undefined;
         try {
@@ -264,7 +257,7 @@ async function main(): Promise<number> {
               `(+${mib(s.rssGrowth)}), CPU ${fmt(s.cpuSeconds)} s, disk ${s.diskBytes === undefined ? '?' : mib(s.diskBytes)} MiB`,
           );
         } catch (err) {
-          if (interrupted) return 130;
+          if (interrupted()) return 130;
           const logs = daemon ? `\n  --- ${rt} log (tail) ---\n${tail(daemon.logs(), 15)}` : '';
           errors.set(rt, `iteration ${i}: ${errorText(err)}${logs}`);
           say(`${rt.padEnd(10)} #${i}: FAILED: ${errorText(err)}`);

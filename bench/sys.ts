@@ -114,3 +114,16 @@ export function diskUsageBytes(dir: string): number | undefined {
 export function syncDisks(): void {
   spawnSync('/usr/bin/sync', [], { stdio: 'ignore' });
 }
+
+/** On SIGINT/SIGTERM: run `cleanup`, then exit 130. Returns a probe the benchmark loops check to stop early. */
+export function cleanUpOnInterrupt(cleanup: () => Promise<unknown>): () => boolean {
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    interrupted = true;
+    process.stderr.write(`\n${sig}: cleaning up\n`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return () => interrupted;
+}
