@@ -57,7 +57,8 @@ export class ConmonRuntime implements OciRuntime {
     } catch (err) {
       throw new BerthError('FAILED_PRECONDITION', `create ${c.id}: bundle ${c.bundle} has no readable config.json: ${errorMessage(err)}`);
     }
-    if (await this.state(c.id)) throw new BerthError('ALREADY_EXISTS', `create ${c.id}: the runtime already has a container with this id`);
+    // runc and crun keep each container's state in <root>/<id>: a look there spares a `runtime state` process.
+    if (await exists(path.join(this.root, c.id))) throw new BerthError('ALREADY_EXISTS', `create ${c.id}: the runtime already has a container with this id`);
     await fs.mkdir(c.persistDir, { recursive: true, mode: 0o700 });
     await fs.mkdir(c.exitDir, { recursive: true, mode: 0o700 });
     // A leftover exit/oom file from an earlier container with this id would be read as this one's.
@@ -146,7 +147,7 @@ export class ConmonRuntime implements OciRuntime {
 
   async stop(id: string, signal: string, timeoutMs: number): Promise<void> {
     const sig = signalNumber(signal);
-    const st = await this.state(id);
+    const st = await this.knownState(id) ?? await this.state(id);
     if (!st) throw notFound(`stop: container ${id} not found`);
     // Identify the process before signalling it, so a recycled pid cannot pass for the container.
     const started = st.status !== 'stopped' && st.pid > 0 ? (await procStat(st.pid))?.start : undefined;
@@ -169,6 +170,12 @@ export class ConmonRuntime implements OciRuntime {
   }
 
   async delete(id: string, force = false): Promise<void> {
+    checkId(id);
+    // No state dir: nothing to delete, and no `runtime delete` process to pay for (RemoveContainer after StopContainer).
+    if (!(await exists(path.join(this.root, id)))) {
+      this.known.delete(id);
+      return;
+    }
     try {
       await this.call('delete', id, ['delete', ...(force ? ['--force'] : []), id]);
     } catch (err) {
@@ -272,6 +279,19 @@ export class ConmonRuntime implements OciRuntime {
     if (k && !(await waitFor(() => exists(k.logPath), REOPEN_WAIT_MS))) {
       throw new BerthError('DEADLINE_EXCEEDED', `reopen log of ${id}: conmon did not recreate ${k.logPath} within ${REOPEN_WAIT_MS} ms`);
     }
+  }
+
+  /**
+   * The state of a container this instance launched, from conmon's pid file and /proc rather than a `runtime state`
+   * process; undefined when unsure (not launched here, no pid file), and the caller asks the runtime.
+   */
+  private async knownState(id: string): Promise<RuntimeState | undefined> {
+    const k = this.known.get(id);
+    if (!k) return undefined;
+    const pid = Number.parseInt(await fs.readFile(path.join(k.persistDir, 'container.pid'), 'utf8').catch(() => ''), 10);
+    if (!(pid > 0)) return undefined;
+    const st = await procStat(pid);
+    return { status: !st || st.state === 'Z' || st.state === 'X' ? 'stopped' : 'running', pid };
   }
 
   private async bundleOf(id: string): Promise<string> {
@@ -588,7 +608,7 @@ export async function waitGone(pid: number, started: string, ms: number): Promis
     const now = await procStat(pid);
     if (!now || now.state === 'Z' || now.state === 'X' || now.start !== started) return true;
     if (Date.now() >= deadline) return false;
-    await sleep(25);
+    await sleep(10);
   }
 }
 

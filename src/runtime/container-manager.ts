@@ -1,6 +1,8 @@
-// Containers: CreateContainer builds the rootfs, the OCI spec and the bundle, then creates the container under
-// conmon; every step is undone if a later one fails. State is checkpointed per container; exits are read from
-// conmon's exit files, so a container that ended while berth was down is reported with its real code and time.
+// Containers: CreateContainer builds the rootfs, the OCI spec and the bundle (every step undone if a later one fails);
+// StartContainer launches it under conmon (`runtime create`) and starts it, as containerd defers its task to Start,
+// so a created container costs no process. StopContainer also deletes the runtime's container once the exit is
+// recorded. State is checkpointed per container; exits are read from conmon's exit files, so a container that ended
+// while berth was down is reported with its real code and time.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -16,7 +18,7 @@ import type { LinuxContainerResources__Output } from '../server/generated/runtim
 import { writeFileAtomic } from '../storage/atomic-file';
 import { NameRegistry, ObjectStore } from '../storage/object-store';
 import { mountRootfs, removeRootfs, rootfsPaths } from '../storage/rootfs';
-import type { ExitStatus, OciRuntime, RuntimeHandler } from './oci-runtime';
+import type { CreateOptions, ExitStatus, OciRuntime, RuntimeHandler } from './oci-runtime';
 import type { OciResources } from './oci-spec';
 import type { SandboxRecord } from './sandbox-manager';
 import { buildContainerSpec } from './spec';
@@ -40,6 +42,7 @@ export interface ContainerRecord {
   exitCode: number;
   reason: string;
   message: string;
+  /** The container's init pid; 0 while CREATED and not yet launched under conmon. */
   pid: number;
   logPath: string;
   bundle: string;
@@ -101,7 +104,7 @@ export class ContainerManager {
     const bundle = path.join(this.deps.stateDir, 'containers', id);
     const paths = rootfsPaths(this.deps.containersDir, id);
     const handler = pod.handler;
-    const runtime = this.deps.runtime(handler);
+    this.deps.runtime(handler); // an unusable handler fails the create, not the start
     const undo = new CleanupStack();
     try {
       this.names.reserve(`${pod.id}/${name}`, id);
@@ -142,12 +145,10 @@ export class ContainerManager {
       await writeFileAtomic(path.join(bundle, 'config.json'), JSON.stringify(spec));
       const logPath = pod.config.log_directory && config.log_path ? path.join(pod.config.log_directory, config.log_path) : path.join(bundle, 'console.log');
       await fs.mkdir(path.dirname(logPath), { recursive: true });
-      const created = await runtime.create({ id, bundle, logPath, exitDir: this.exitDir, persistDir: bundle, stdin: config.stdin, stdinOnce: config.stdin_once, tty: config.tty });
-      undo.push('delete the runtime container', () => runtime.delete(id, true));
       const record: ContainerRecord = {
         id, podId: pod.id, name, config, imageId: image.id, imageName, handler, state: 'CONTAINER_CREATED',
         createdAtNs: nowNs().toString(), startedAtNs: '0', finishedAtNs: '0', exitCode: 0, reason: '', message: '',
-        pid: created.pid, logPath, bundle, stopSignal: imageConfig.config.StopSignal ?? 'SIGTERM',
+        pid: 0, logPath, bundle, stopSignal: imageConfig.config.StopSignal ?? 'SIGTERM',
         user: { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids },
         resources: config.linux?.resources ?? null,
       };
@@ -164,13 +165,30 @@ export class ContainerManager {
   async start(idOrPrefix: string): Promise<void> {
     const c = this.store.resolve(idOrPrefix);
     await this.locks.with(c.id, async () => {
-      const current = this.store.resolve(c.id);
+      let current = this.store.resolve(c.id);
       if (current.state !== 'CONTAINER_CREATED') throw failedPrecondition(`container ${c.id} is ${current.state}, not created`);
-      // Taken before the start: a short-lived process may have exited by the time start returns.
-      const startedAtNs = nowNs().toString();
-      await this.deps.runtime(current.handler).start(current.id);
+      const runtime = this.deps.runtime(current.handler);
+      let startedAtNs: string;
+      try {
+        // pid > 0: launched by a start that recovery found cut short after `runtime create`.
+        if (current.pid === 0) current = { ...current, pid: (await runtime.create(this.launchOptions(current))).pid };
+        // Taken before the start: a short-lived process may have exited by the time start returns.
+        startedAtNs = nowNs().toString();
+        await runtime.start(current.id);
+      } catch (err) {
+        // As containerd does: the kubelet sees an exited container (StartError) and applies the restart policy.
+        await runtime.delete(current.id, true).catch(() => undefined);
+        const message = err instanceof BerthError ? err.message : errorMessage(err);
+        await this.store.put({ ...current, state: 'CONTAINER_EXITED', exitCode: 128, reason: 'StartError', message, finishedAtNs: nowNs().toString() });
+        throw err;
+      }
       await this.store.put({ ...current, state: 'CONTAINER_RUNNING', startedAtNs });
     });
+  }
+
+  private launchOptions(c: ContainerRecord): CreateOptions {
+    const { stdin, stdin_once: stdinOnce, tty } = c.config;
+    return { id: c.id, bundle: c.bundle, logPath: c.logPath, exitDir: this.exitDir, persistDir: c.bundle, stdin, stdinOnce, tty };
   }
 
   /** Stops with the image's stop signal, then SIGKILL after `timeoutSeconds`; stopping a stopped one is fine. */
@@ -181,9 +199,13 @@ export class ContainerManager {
       if (current.state === 'CONTAINER_EXITED') return;
       const runtime = this.deps.runtime(current.handler);
       if (current.state === 'CONTAINER_UNKNOWN') return this.stopUnknown(current, runtime);
+      // Never launched: nothing runs, and it stays created (containerd does the same).
+      if (current.state === 'CONTAINER_CREATED' && current.pid === 0) return;
       if (current.state === 'CONTAINER_CREATED') await runtime.kill(current.id, 'SIGKILL').catch(() => undefined);
       else await runtime.stop(current.id, current.stopSignal, Math.max(0, timeoutSeconds) * 1000);
       await this.waitExitRecorded(current);
+      // The exit (and any OOM kill) is recorded: the runtime's container and cgroup have nothing more to tell.
+      if (this.store.resolve(c.id).state === 'CONTAINER_EXITED') await runtime.delete(current.id, true);
     });
   }
 
@@ -284,9 +306,20 @@ export class ContainerManager {
     const oci: OciResources = buildResources(resources, [], this.deps.pidsLimit() || undefined);
     delete oci.devices;
     await this.locks.with(c.id, async () => {
-      await this.deps.runtime(c.handler).updateResources(c.id, oci);
-      await this.store.put({ ...this.store.resolve(c.id), resources });
+      const current = this.store.resolve(c.id);
+      if (current.state === 'CONTAINER_CREATED' && current.pid === 0) await this.updateBundleResources(current, oci);
+      else await this.deps.runtime(c.handler).updateResources(c.id, oci);
+      await this.store.put({ ...current, resources });
     });
+  }
+
+  /** Not launched yet: the new resources go into config.json, which the runtime reads at launch. */
+  private async updateBundleResources(c: ContainerRecord, oci: OciResources): Promise<void> {
+    const file = path.join(c.bundle, 'config.json');
+    const spec = JSON.parse(await fs.readFile(file, 'utf8')) as { linux?: { resources?: OciResources } };
+    const linux = (spec.linux ??= {});
+    linux.resources = { ...oci, ...(linux.resources?.devices ? { devices: linux.resources.devices } : {}) };
+    await writeFileAtomic(file, JSON.stringify(spec));
   }
 
   async reopenLog(idOrPrefix: string): Promise<void> {
@@ -315,6 +348,7 @@ export class ContainerManager {
     return this.exits.run(c.id, async () => {
       const cur = this.store.lookup(c.id) ?? c;
       if (cur.state !== 'CONTAINER_RUNNING' && cur.state !== 'CONTAINER_CREATED') return cur;
+      if (cur.pid === 0) return cur; // not launched: no conmon to write an exit file
       const exit = await this.deps.runtime(cur.handler).exitStatus(cur.id, this.exitDir, cur.bundle);
       if (!exit) return cur;
       const next = exitedRecord(cur, exit);

@@ -2,7 +2,8 @@
 // runtime, conmon's exit files, the mount table, /proc and the cgroup tree say what is really there:
 //   1. containers: a created/running one that ended while berth was down gets its exit code and time from conmon's exit
 //      file; one the runtime no longer knows, with no exit file, is exited with code 255 ("Unknown"); a live one keeps
-//      its state (created → running when it was started just before the crash) and gets its rootfs mounted again;
+//      its state (created → running when it was started just before the crash) and gets its rootfs mounted again; a
+//      created one whose StartContainer was cut short is put back to created (its half-made launch undone);
 //   2. pods: a ready pod whose namespace pins or /dev/shm are gone (a reboot) or whose pause died becomes not ready;
 //   3. orphans, which no checkpoint owns (a RunPodSandbox or CreateContainer killed half-way: both checkpoint last):
 //      helper, pause, conmon and runtime processes, runtime containers, network attachments (through the network's
@@ -20,7 +21,7 @@ import { removeCgroup, cgroupHierarchies } from './cgroups';
 import { procStat, run, waitGone } from './conmon';
 import { exitedRecord, type ContainerManager, type ContainerRecord } from './container-manager';
 import { pausePath } from './namespaces';
-import type { OciRuntime, RuntimeHandler } from './oci-runtime';
+import type { OciRuntime, RuntimeHandler, RuntimeState } from './oci-runtime';
 import type { SandboxManager, SandboxRecord } from './sandbox-manager';
 
 export interface RecoveryLog {
@@ -123,6 +124,7 @@ class Recovery {
   private runtimeLists: { id: string; bundle: string }[][] = [];
   private ownPgid = 0;
   private rebooted = false;
+  private readonly cutLaunches: ContainerRecord[] = [];
 
   constructor(private readonly deps: RecoveryDeps) {
     // Mount points and /proc name real paths.
@@ -166,6 +168,7 @@ class Recovery {
     if ('err' in scanned) throw scanned.err;
     [this.procs, this.runtimeLists] = scanned.ok;
     lap('scan');
+    await this.resetLaunches();
     await this.removeOrphanContainers();
     lap('orphanContainers');
     await this.releaseOrphanNetworks();
@@ -190,6 +193,7 @@ class Recovery {
       let next = await this.readExit(c);
       if (next.state === 'CONTAINER_EXITED') return this.exitedWhileDown(next, 'container exited while berth was down');
       const st = await runtime.state(c.id);
+      if (c.state === 'CONTAINER_CREATED' && !(st && st.status !== 'created' && st.status !== 'unknown')) return await this.reconcileCreated(c, st);
       if (!st) {
         next = exitedRecord(c, undefined, 'the runtime no longer knows this container and conmon recorded no exit code: it ended while berth was down (host reboot?)');
         await containers.store.put(next);
@@ -223,6 +227,29 @@ class Recovery {
     } catch (err) {
       await this.markUnknown(c, err);
     }
+  }
+
+  /**
+   * A created container the runtime holds as created or not at all. Launched cleanly (runtime created, conmon alive):
+   * kept with its pid. After a reboot, which took its pod's namespaces: exited, it can never start. Otherwise whatever a
+   * StartContainer cut short may have left is undone after the process scan (resetLaunches) and it stays created.
+   */
+  private async reconcileCreated(c: ContainerRecord, st: RuntimeState | undefined): Promise<void> {
+    const { containers } = this.deps;
+    if (this.rebooted) {
+      const next = exitedRecord(c, undefined, 'never started: the host rebooted, so its pod is gone; the runtime has no such container and conmon recorded no exit');
+      await containers.store.put(next);
+      return this.exitedWhileDown(next, 'a created container did not survive the reboot; reported as exited (255)');
+    }
+    if (st?.status === 'created' && st.pid > 0 && (await this.conmonAlive(c))) {
+      const next = { ...c, pid: st.pid, reason: '', message: '' };
+      await this.ensureRootfs(next);
+      if (next.pid !== c.pid) await containers.store.put(next);
+      this.report.containers.created++;
+      return;
+    }
+    // Even with no trace in the runtime, a conmon may still be running `runtime create`: only the scan can tell.
+    this.cutLaunches.push(c);
   }
 
   private exitedWhileDown(c: ContainerRecord, msg: string): void {
@@ -403,6 +430,21 @@ class Recovery {
   }
 
   private async removeOrphanContainer(id: string, handlers: RuntimeHandler[]): Promise<void> {
+    const did = await this.undoLaunch(id, handlers);
+    for (const dir of [path.join(this.rootfsDir, id), path.join(this.bundlesDir, id)]) {
+      if (await exists(dir)) {
+        await removeDir(dir);
+        did.push(`removed ${dir}`);
+      }
+    }
+    this.log.info({ id, did }, 'recovery: removed an orphan container (no checkpoint: CreateContainer never finished)');
+  }
+
+  /**
+   * Everything a launch under conmon made for container `id`, gone: its conmon and runtime processes, the runtime's
+   * container and state dir, its cgroup, conmon's pid and exit files. The rootfs and bundle stay. What was done.
+   */
+  private async undoLaunch(id: string, handlers: RuntimeHandler[]): Promise<string[]> {
     const bundle = path.join(this.bundlesDir, id);
     const did: string[] = [];
     // conmon (and a runtime `create` it may still run) first: a dead conmon writes no exit file after our cleanup.
@@ -426,18 +468,29 @@ class Recovery {
       }
     }
     if (cgroup !== undefined && (await this.removeCgroupTree(cgroup))) did.push(`removed cgroup ${cgroup}`);
-    for (const dir of [path.join(this.rootfsDir, id), bundle]) {
-      if (await exists(dir)) {
-        await removeDir(dir);
-        did.push(`removed ${dir}`);
+    for (const file of [path.join(this.exitDir, id), path.join(bundle, 'conmon.pid'), path.join(bundle, 'container.pid'), path.join(bundle, 'exit'), path.join(bundle, 'oom')]) {
+      if (await exists(file)) {
+        await fs.rm(file, { force: true });
+        did.push(`removed ${file}`);
       }
     }
-    const exitFile = path.join(this.exitDir, id);
-    if (await exists(exitFile)) {
-      await fs.rm(exitFile, { force: true });
-      did.push('removed its exit file');
+    return did;
+  }
+
+  /** Created containers not cleanly launched (reconcileCreated): whatever a cut-short launch left is undone. */
+  private async resetLaunches(): Promise<void> {
+    for (const c of this.cutLaunches) {
+      try {
+        const did = await this.undoLaunch(c.id, [c.handler]);
+        const next: ContainerRecord = { ...c, state: 'CONTAINER_CREATED', pid: 0 };
+        await this.ensureRootfs(next);
+        if (next.pid !== c.pid) await this.deps.containers.store.put(next);
+        this.report.containers.created++;
+        if (did.length > 0) this.log.info({ id: c.id, did }, 'recovery: undid a launch that StartContainer did not finish; the container is created, ready to start');
+      } catch (err) {
+        await this.markUnknown(c, err);
+      }
     }
-    this.log.info({ id, did }, 'recovery: removed an orphan container (no checkpoint: CreateContainer never finished)');
   }
 
   private async releaseOrphanNetworks(): Promise<void> {

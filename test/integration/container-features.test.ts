@@ -784,11 +784,14 @@ describe('container features through the real daemon', () => {
     it("explains crun's hybrid-mode refusal (no v1 hugetlb hierarchy) with the fix", async () => {
       await withPod(
         async (pod) => {
-          await expect(create(pod, sleeper('nohugetlb'))).rejects.toMatchObject({
-            code: grpc.status.INTERNAL,
-            details: expect.stringMatching(/cgroups in hybrid mode.*mount -t cgroup -o hugetlb cgroup \/sys\/fs\/cgroup\/hugetlb/s),
-          });
-          expect((await c.runtime.ListContainers({ filter: { pod_sandbox_id: pod.id } })).containers).toEqual([]);
+          // The runtime first runs at StartContainer; the container is then exited with reason StartError, as in containerd.
+          const id = await create(pod, sleeper('nohugetlb'));
+          const explained = /cgroups in hybrid mode.*mount -t cgroup -o hugetlb cgroup \/sys\/fs\/cgroup\/hugetlb/s;
+          await expect(c.runtime.StartContainer({ container_id: id })).rejects.toMatchObject({ code: grpc.status.INTERNAL, details: expect.stringMatching(explained) });
+          const st = (await c.runtime.ContainerStatus({ container_id: id })).status;
+          expect(st).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 128, reason: 'StartError', message: expect.stringMatching(explained) });
+          expect(fs.existsSync(path.join(d.stateDir, 'runtimes', 'crun-nohugetlb', id))).toBe(false);
+          await c.runtime.RemoveContainer({ container_id: id });
         },
         {},
         'crun-nohugetlb',

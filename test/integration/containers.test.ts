@@ -103,6 +103,30 @@ describe('containers', () => {
     await c.runtime.RemoveContainer({ container_id: id }); // idempotent
   });
 
+  it('launches at StartContainer: a created container runs no process, takes resource updates, and a stop keeps it created', async () => {
+    const { container_id: id } = await c.runtime.CreateContainer({ pod_sandbox_id: podId, config: ctr('later', { command: ['sleep', '1000'] }), sandbox_config: podConfig });
+    const bundle = path.join(d.stateDir, 'containers', id);
+    const runtimeDir = path.join(d.stateDir, 'runtimes', 'runc', id);
+    expect(fs.existsSync(path.join(bundle, 'config.json'))).toBe(true);
+    expect([fs.existsSync(runtimeDir), fs.existsSync(path.join(bundle, 'conmon.pid'))]).toEqual([false, false]);
+    expect((await c.runtime.ContainerStatus({ container_id: id, verbose: true })).status).toMatchObject({ state: 'CONTAINER_CREATED' });
+    await c.runtime.StopContainer({ container_id: id, timeout: 0 });
+    expect((await c.runtime.ContainerStatus({ container_id: id })).status?.state).toBe('CONTAINER_CREATED');
+    await c.runtime.UpdateContainerResources({ container_id: id, linux: { cpu_shares: '333', memory_limit_in_bytes: String(96 * 1024 * 1024) } });
+    await c.runtime.StartContainer({ container_id: id });
+    expect(fs.existsSync(path.join(bundle, 'conmon.pid'))).toBe(true);
+    const cgroup = (JSON.parse(fs.readFileSync(path.join(bundle, 'config.json'), 'utf8')) as { linux: { cgroupsPath: string } }).linux.cgroupsPath;
+    expect(fs.readFileSync(`/sys/fs/cgroup/cpu${cgroup}/cpu.shares`, 'utf8').trim()).toBe('333');
+    expect(fs.readFileSync(`/sys/fs/cgroup/memory${cgroup}/memory.limit_in_bytes`, 'utf8').trim()).toBe(String(96 * 1024 * 1024));
+    // StopContainer deletes the runtime's container once the exit is recorded; RemoveContainer has no runtime work left.
+    await c.runtime.StopContainer({ container_id: id, timeout: 0 });
+    expect((await c.runtime.ContainerStatus({ container_id: id })).status).toMatchObject({ state: 'CONTAINER_EXITED', exit_code: 137 });
+    expect(fs.existsSync(runtimeDir)).toBe(false);
+    expect(fs.existsSync(`/sys/fs/cgroup/memory${cgroup}`)).toBe(false);
+    await c.runtime.RemoveContainer({ container_id: id });
+    expect(fs.existsSync(bundle)).toBe(false);
+  });
+
   it('refuses a container for an image that is not there and one without a name', async () => {
     await expect(c.runtime.CreateContainer({ pod_sandbox_id: podId, config: ctr('x', { image: { image: `${reg.host}/nope:v1` } }) })).rejects.toMatchObject({
       code: grpc.status.NOT_FOUND,
