@@ -6,23 +6,43 @@ import { errnoCode } from '../common/errors';
 
 const ROOT = '/sys/fs/cgroup';
 
-let controllers: Promise<string[]> | undefined;
+interface CgroupMount {
+  mountPoint: string;
+  version: 1 | 2;
+  /** v1 controllers from the super options (`cpu`, `cpuacct`, `name=systemd`, …); empty for cgroup2. */
+  controllers: string[];
+}
 
-/** Mounted hierarchies under /sys/fs/cgroup: the v1 controllers and, on a hybrid host, the cgroup2 mount (runc and
- *  crun make each container's cgroup there too, so removal must walk it). */
-export function cgroupHierarchies(): Promise<string[]> {
-  controllers ??= (async () => {
-    const mounts = await fs.readFile('/proc/self/mountinfo', 'utf8');
-    const out = new Set<string>();
-    for (const line of mounts.split('\n')) {
+let mounts: Promise<CgroupMount[]> | undefined;
+
+function cgroupMounts(): Promise<CgroupMount[]> {
+  mounts ??= (async () => {
+    const text = await fs.readFile('/proc/self/mountinfo', 'utf8');
+    const out: CgroupMount[] = [];
+    for (const line of text.split('\n')) {
       const [left, right] = line.split(' - ');
       if (!left || !(right?.startsWith('cgroup ') || right?.startsWith('cgroup2 '))) continue;
       const mountPoint = left.split(' ')[4];
-      if (mountPoint?.startsWith(`${ROOT}/`)) out.add(mountPoint);
+      if (!mountPoint?.startsWith(`${ROOT}/`)) continue;
+      const [fstype, , superOptions = ''] = right.split(' ');
+      const version = fstype === 'cgroup2' ? 2 : 1;
+      const controllers = version === 1 ? superOptions.split(',').filter((o) => o !== 'rw' && o !== 'ro') : [];
+      out.push({ mountPoint, version, controllers });
     }
-    return [...out].sort();
+    return out;
   })();
-  return controllers;
+  return mounts;
+}
+
+/** Mounted hierarchies under /sys/fs/cgroup: the v1 controllers and, on a hybrid host, the cgroup2 mount (runc and
+ *  crun make each container's cgroup there too, so removal must walk it). */
+export async function cgroupHierarchies(): Promise<string[]> {
+  return [...new Set((await cgroupMounts()).map((m) => m.mountPoint))].sort();
+}
+
+/** The v1 hierarchy holding `controller` (e.g. `cpuacct` → /sys/fs/cgroup/cpu,cpuacct where they are co-mounted). */
+export async function cgroupV1Mount(controller: string): Promise<string | undefined> {
+  return (await cgroupMounts()).find((m) => m.version === 1 && m.controllers.includes(controller))?.mountPoint;
 }
 
 /** Creates the cgroup in every hierarchy and moves `pid` into it. */
@@ -50,7 +70,8 @@ async function inheritCpuset(hierarchy: string, cgroupPath: string): Promise<voi
 
 /** Removes the cgroup (children first) from every hierarchy; missing is fine, one still in use is reported. */
 export async function removeCgroup(cgroupPath: string): Promise<void> {
-  for (const hierarchy of await cgroupHierarchies()) await removeTree(path.join(hierarchy, cgroupPath));
+  // The hierarchies are independent: one walk each, all at once (RemovePodSandbox waits for this).
+  await Promise.all((await cgroupHierarchies()).map((hierarchy) => removeTree(path.join(hierarchy, cgroupPath))));
 }
 
 async function removeTree(dir: string): Promise<void> {

@@ -8,7 +8,6 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { BerthError, errnoCode, errorMessage, invalidArgument, notFound } from '../common/errors';
-import { writeFileAtomic } from '../storage/atomic-file';
 import type { CreateOptions, CreateResult, ExecSyncOptions, ExecSyncResult, ExitStatus, OciRuntime, RuntimeState } from './oci-runtime';
 
 const ENV_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
@@ -62,7 +61,7 @@ export class ConmonRuntime implements OciRuntime {
     await fs.mkdir(c.persistDir, { recursive: true, mode: 0o700 });
     await fs.mkdir(c.exitDir, { recursive: true, mode: 0o700 });
     // A leftover exit/oom file from an earlier container with this id would be read as this one's.
-    await Promise.all([path.join(c.exitDir, c.id), path.join(c.persistDir, 'exit'), path.join(c.persistDir, 'oom')].map((f) => fs.rm(f, { force: true })));
+    await Promise.all([path.join(c.exitDir, c.id), ...['exit', 'oom', 'conmon.pid'].map((f) => path.join(c.persistDir, f))].map((f) => fs.rm(f, { force: true })));
 
     const args = ['--api-version', '1', '-c', c.id, '-u', c.id, '-r', this.runtimePath, '-b', c.bundle,
       '-p', path.join(c.persistDir, 'container.pid'), '-l', `k8s-file:${c.logPath}`, '--exit-dir', c.exitDir,
@@ -106,7 +105,9 @@ export class ConmonRuntime implements OciRuntime {
     }
     if (outcome !== 'timeout' && outcome !== undefined && outcome.data > 0 && child.pid !== undefined) {
       release();
-      await writeFileAtomic(path.join(c.persistDir, 'conmon.pid'), `${child.pid}\n`, 0o644);
+      // Not fsynced: a pid means nothing after a power cut, and recovery treats an unreadable one as no conmon.
+      // (conmon's own -P writes it only when it daemonizes, which --sync prevents.)
+      await fs.writeFile(path.join(c.persistDir, 'conmon.pid'), `${child.pid}\n`, { mode: 0o644 });
       this.known.set(c.id, { bundle: c.bundle, exitDir: c.exitDir, persistDir: c.persistDir, logPath: c.logPath });
       return { pid: outcome.data, conmonPid: child.pid };
     }

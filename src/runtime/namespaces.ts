@@ -77,7 +77,7 @@ export async function createPodNamespaces(
 
 /** Unmounts and removes every pin in `dir`, then `dir`; missing pins or dir are fine. */
 export async function removePodNamespaces(dir: string): Promise<void> {
-  for (const pin of PIN_NAMES) await removePin(path.join(dir, pin));
+  await Promise.all(PIN_NAMES.map((pin) => removePin(path.join(dir, pin))));
   try {
     await fs.rmdir(dir);
   } catch (err) {

@@ -14,7 +14,7 @@ export interface CreateOptions {
   logPath: string;
   /** conmon writes <exitDir>/<id> (the exit code as text) when the container exits. */
   exitDir: string;
-  /** Per-container state dir: conmon.pid (written by berth), conmon's exit and oom files. */
+  /** Per-container state dir: conmon.pid (written by berth), conmon's container.pid, exit and oom files. */
   persistDir: string;
   stdin: boolean;
   stdinOnce: boolean;

@@ -163,10 +163,11 @@ export class SandboxManager {
     await this.stop(pod.id);
     await this.locks.with(pod.id, async () => {
       await this.containers?.removeAll(pod.id);
-      await removePodNamespaces(path.join(pod.dir, 'ns'));
       if (!pod.hostIpc) unmountQuietly(pod.files.shm);
-      if (!pod.config.linux?.cgroup_parent) await removeCgroup(pod.cgroupParent);
-      else await removeCgroup(`${pod.cgroupParent}/pause`);
+      await Promise.all([
+        removePodNamespaces(path.join(pod.dir, 'ns')),
+        removeCgroup(pod.config.linux?.cgroup_parent ? `${pod.cgroupParent}/pause` : pod.cgroupParent),
+      ]);
       await fs.rm(pod.dir, { recursive: true, force: true });
       await this.store.delete(pod.id);
       this.names.release(pod.name, pod.id);

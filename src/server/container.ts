@@ -1,5 +1,7 @@
 // The container RPC family: Create/Start/Stop/Remove, Status, List/Stream, UpdateContainerResources,
 // ReopenContainerLog, ExecSync. Each handler validates, calls the container manager and maps the result.
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { deadlineExceeded, invalidArgument } from '../common/errors';
 import type { ContainerRecord } from '../runtime/container-manager';
 import type { Container } from './generated/runtime/v1/Container';
@@ -63,7 +65,7 @@ export function containerStatus(s: ServerContext): UnaryHandler<ContainerStatusR
   return async (req) => {
     const c = await s.containers.status(required(req.container_id, 'container_id'));
     const info: Record<string, string> = {};
-    if (req.verbose) info['info'] = JSON.stringify({ pid: c.pid, sandboxID: c.podId, runtime: c.handler, bundle: c.bundle, user: c.user });
+    if (req.verbose) info['info'] = JSON.stringify({ pid: c.pid, sandboxID: c.podId, runtime: c.handler, bundle: c.bundle, user: c.user, runtimeSpec: await runtimeSpec(c) });
     return {
       status: {
         id: c.id,
@@ -88,6 +90,15 @@ export function containerStatus(s: ServerContext): UnaryHandler<ContainerStatusR
       info,
     };
   };
+}
+
+/** The OCI spec the container runs with (crictl inspect shows it, as with CRI-O and containerd); null if unreadable. */
+async function runtimeSpec(c: ContainerRecord): Promise<unknown> {
+  try {
+    return JSON.parse(await fs.readFile(path.join(c.bundle, 'config.json'), 'utf8')) as unknown;
+  } catch {
+    return null;
+  }
 }
 
 function summary(c: ContainerRecord): Container {

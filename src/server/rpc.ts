@@ -81,11 +81,45 @@ export function bindService<H>(
   return { definition: tolerant, handlers };
 }
 
+// A random per-process prefix and a counter: unique across restarts, and no crypto call per request.
+const ID_PREFIX = randomBytes(3).toString('hex');
+let requestCount = 0;
+
+function nextRequestId(): string {
+  requestCount = (requestCount + 1) % 0x1000000;
+  return `${ID_PREFIX}${requestCount.toString(16).padStart(6, '0')}`;
+}
+
+/** The call's logger and abort signal are made on first use: most calls (Status, List) never need the signal. */
+class LazyCallContext implements CallContext {
+  readonly requestId = nextRequestId();
+  private logger: Logger | undefined;
+  private aborter: AbortController | undefined;
+
+  constructor(
+    readonly operation: string,
+    private readonly call: grpc.ServerUnaryCall<unknown, unknown>,
+    private readonly parentLog: Logger,
+  ) {}
+
+  get log(): Logger {
+    return (this.logger ??= this.parentLog.child({ op: this.operation, rid: this.requestId }));
+  }
+
+  get signal(): AbortSignal {
+    if (!this.aborter) {
+      const aborter = (this.aborter = new AbortController());
+      const abort = (): void => aborter.abort(new Error(`${this.operation} cancelled by the client`));
+      // Cancelled before anyone looked: grpc-js has already emitted 'cancelled' and keeps the flag.
+      if (this.call.cancelled) abort();
+      else this.call.once('cancelled', abort);
+    }
+    return this.aborter.signal;
+  }
+}
+
 function startCall(operation: string, call: grpc.ServerUnaryCall<unknown, unknown>, deps: RpcDeps): CallContext {
-  const requestId = randomBytes(6).toString('hex');
-  const aborter = new AbortController();
-  call.once('cancelled', () => aborter.abort(new Error(`${operation} cancelled by the client`)));
-  return { operation, requestId, log: deps.log.child({ op: operation, rid: requestId }), signal: aborter.signal };
+  return new LazyCallContext(operation, call, deps.log);
 }
 
 async function run<T>(ctx: CallContext, deps: RpcDeps, request: unknown, body: () => Promise<T>): Promise<T> {

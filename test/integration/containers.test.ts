@@ -109,7 +109,10 @@ describe('containers', () => {
     const runtimeDir = path.join(d.stateDir, 'runtimes', 'runc', id);
     expect(fs.existsSync(path.join(bundle, 'config.json'))).toBe(true);
     expect([fs.existsSync(runtimeDir), fs.existsSync(path.join(bundle, 'conmon.pid'))]).toEqual([false, false]);
-    expect((await c.runtime.ContainerStatus({ container_id: id, verbose: true })).status).toMatchObject({ state: 'CONTAINER_CREATED' });
+    const verbose = await c.runtime.ContainerStatus({ container_id: id, verbose: true });
+    expect(verbose.status).toMatchObject({ state: 'CONTAINER_CREATED' });
+    // crictl inspect shows the OCI spec from the verbose info, as with CRI-O and containerd.
+    expect(JSON.parse(verbose.info['info'] ?? '{}')).toMatchObject({ pid: 0, runtimeSpec: { process: { args: ['sleep', '1000'] }, root: { path: expect.any(String) } } });
     await c.runtime.StopContainer({ container_id: id, timeout: 0 });
     expect((await c.runtime.ContainerStatus({ container_id: id })).status?.state).toBe('CONTAINER_CREATED');
     await c.runtime.UpdateContainerResources({ container_id: id, linux: { cpu_shares: '333', memory_limit_in_bytes: String(96 * 1024 * 1024) } });
