@@ -47,12 +47,16 @@ export async function cgroupV1Mount(controller: string): Promise<string | undefi
 
 /** Creates the cgroup in every hierarchy and moves `pid` into it. */
 export async function joinCgroup(cgroupPath: string, pid: number): Promise<void> {
+  await ensureCgroup(cgroupPath);
+  for (const hierarchy of await cgroupHierarchies()) await fs.writeFile(path.join(hierarchy, cgroupPath, 'cgroup.procs'), String(pid));
+}
+
+/** Creates the cgroup in every hierarchy (no-op where it exists). */
+export async function ensureCgroup(cgroupPath: string): Promise<void> {
   for (const hierarchy of await cgroupHierarchies()) {
-    const dir = path.join(hierarchy, cgroupPath);
-    await fs.mkdir(dir, { recursive: true });
+    await fs.mkdir(path.join(hierarchy, cgroupPath), { recursive: true });
     // cpuset children start empty; they must inherit before a task can join.
     if (hierarchy.endsWith('/cpuset')) await inheritCpuset(hierarchy, cgroupPath);
-    await fs.writeFile(path.join(dir, 'cgroup.procs'), String(pid));
   }
 }
 

@@ -10,7 +10,10 @@ import { KeyedMutex } from '../common/keyed-mutex';
 import { nowNs } from '../common/time';
 import type { PodSandboxConfig__Output } from '../server/generated/runtime/v1/PodSandboxConfig';
 import { NameRegistry, ObjectStore } from '../storage/object-store';
+import type { LinuxContainerResources__Output } from '../server/generated/runtime/v1/LinuxContainerResources';
+import { addOverhead, applyCgroupResources } from './cgroup-resources';
 import { removeCgroup, joinCgroup } from './cgroups';
+import { buildResources } from './spec-resources';
 import { applySysctls, createPodNamespaces, removePodNamespaces, startPause, stopPause } from './namespaces';
 import type { RuntimeHandler } from './oci-runtime';
 import { writePodFiles } from './pod-files';
@@ -172,6 +175,14 @@ export class SandboxManager {
       await this.store.delete(pod.id);
       this.names.release(pod.name, pod.id);
     });
+  }
+
+  /** UpdatePodSandboxResources: the pod cgroup gets the pod's resources plus its overhead. */
+  async updateResources(idOrPrefix: string, resources: LinuxContainerResources__Output | null, overhead: LinuxContainerResources__Output | null): Promise<void> {
+    const pod = this.store.resolve(idOrPrefix);
+    const oci = addOverhead(buildResources(resources, []), buildResources(overhead, []));
+    delete oci.devices;
+    await this.locks.with(pod.id, () => applyCgroupResources(pod.cgroupParent, oci));
   }
 
   get(idOrPrefix: string): SandboxRecord {

@@ -7,6 +7,7 @@ import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stop
 import type { ServiceImpl } from './rpc';
 import { runtimeConfig } from './runtime-config';
 import { status } from './status';
+import { updatePodSandboxResources } from './update-pod-sandbox-resources';
 import { updateRuntimeConfig } from './update-runtime-config';
 import { version } from './version';
 
@@ -46,6 +47,6 @@ export function runtimeService(s: ServerContext): ServiceImpl<RuntimeServiceHand
     ListMetricDescriptors: notImplemented('ListMetricDescriptors'),
     ListPodSandboxMetrics: notImplemented('ListPodSandboxMetrics'),
     StreamPodSandboxMetrics: notImplemented('StreamPodSandboxMetrics'),
-    UpdatePodSandboxResources: notImplemented('UpdatePodSandboxResources'),
+    UpdatePodSandboxResources: updatePodSandboxResources(s),
   };
 }

@@ -106,6 +106,24 @@ describe('pod sandboxes', () => {
     await c.runtime.RemovePodSandbox({ pod_sandbox_id: id });
   });
 
+  it('applies UpdatePodSandboxResources (resources plus overhead) to the pod cgroup', async () => {
+    const { pod_sandbox_id: id } = await c.runtime.RunPodSandbox({ config: podConfig('sized', { linux: { security_context: { namespace_options: { network: 'NODE' } } } }) });
+    const pod = `${cgroupParent}/pod-${id.slice(0, 12)}`;
+    const MiB = 1024 * 1024;
+    await c.runtime.UpdatePodSandboxResources({
+      pod_sandbox_id: id,
+      resources: { cpu_shares: '512', cpu_period: '100000', cpu_quota: '50000', memory_limit_in_bytes: String(200 * MiB) },
+      overhead: { cpu_shares: '64', cpu_period: '100000', cpu_quota: '10000', memory_limit_in_bytes: String(56 * MiB) },
+    });
+    const read = (controller: string, file: string): string => fs.readFileSync(`/sys/fs/cgroup/${controller}${pod}/${file}`, 'utf8').trim();
+    expect([read('cpu', 'cpu.shares'), read('cpu', 'cpu.cfs_quota_us'), read('cpu', 'cpu.cfs_period_us')]).toEqual(['576', '60000', '100000']);
+    expect(read('memory', 'memory.limit_in_bytes')).toBe(String(256 * MiB));
+    await expect(c.runtime.UpdatePodSandboxResources({ pod_sandbox_id: id, resources: { cpuset_cpus: 'zero' } })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringContaining('cpuset_cpus') });
+    await expect(c.runtime.UpdatePodSandboxResources({ pod_sandbox_id: 'f'.repeat(64), resources: {} })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+    await c.runtime.RemovePodSandbox({ pod_sandbox_id: id });
+    expect(fs.existsSync(`/sys/fs/cgroup/memory${pod}`)).toBe(false);
+  });
+
   it('refuses bad requests clearly and leaves nothing behind', async () => {
     const before = fs.readdirSync(path.join(d.stateDir, 'pods'));
     await expect(c.runtime.RunPodSandbox({ config: { ...podConfig('x'), metadata: { namespace: 'default', uid: 'u' } } })).rejects.toMatchObject({
