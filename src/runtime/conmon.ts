@@ -282,6 +282,13 @@ export class ConmonRuntime implements OciRuntime {
     }
   }
 
+  async checkpoint(id: string, imageDir: string, workDir: string, timeoutMs: number): Promise<void> {
+    checkId(id);
+    const r = await run(this.runtimePath, ['--root', this.root, 'checkpoint', '--image-path', imageDir, '--work-path', workDir, '--leave-running', id], { timeoutMs });
+    if (r.timedOut) throw new BerthError('DEADLINE_EXCEEDED', `checkpoint ${id}: no answer within ${timeoutMs} ms`);
+    if (r.code !== 0) throw new BerthError('INTERNAL', `checkpoint ${id}: ${parseRuntimeError(r.stderr.toString('utf8')) || exitText(r.code, r.signal)} (CRIU's log: ${workDir}/dump.log)`);
+  }
+
   /**
    * The state of a container this instance launched, from conmon's pid file and /proc rather than a `runtime state`
    * process; undefined when unsure (not launched here, no pid file), and the caller asks the runtime.

@@ -73,6 +73,8 @@ export interface OciRuntime {
   updateResources(id: string, resources: object): Promise<void>;
   /** Asks conmon to reopen the CRI log file (after the kubelet renamed it for rotation). */
   reopenLog(id: string, persistDir: string): Promise<void>;
+  /** CRIU checkpoint of a running container into imageDir, leaving it running. */
+  checkpoint(id: string, imageDir: string, workDir: string, timeoutMs: number): Promise<void>;
 }
 
 export interface RuntimeHandler {

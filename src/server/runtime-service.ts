@@ -1,6 +1,7 @@
 // runtime.v1.RuntimeService: every RPC named here, so the compiler catches one that is missing or mistyped.
 import type { RuntimeServiceHandlers } from './generated/runtime/v1/RuntimeService';
 import type { ServerContext } from './context';
+import { checkpointContainer } from './checkpoint-container';
 import { containerStatus, createContainer, execSync, listContainers, removeContainer, reopenContainerLog, startContainer, stopContainer, streamContainers, updateContainerResources } from './container';
 import { notImplemented } from './not-implemented';
 import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox, streamPodSandboxes } from './pod-sandbox';
@@ -42,7 +43,7 @@ export function runtimeService(s: ServerContext): ServiceImpl<RuntimeServiceHand
     PodSandboxStats: notImplemented('PodSandboxStats'),
     ListPodSandboxStats: notImplemented('ListPodSandboxStats'),
     StreamPodSandboxStats: notImplemented('StreamPodSandboxStats'),
-    CheckpointContainer: notImplemented('CheckpointContainer'),
+    CheckpointContainer: checkpointContainer(s),
     GetContainerEvents: notImplemented('GetContainerEvents'),
     ListMetricDescriptors: notImplemented('ListMetricDescriptors'),
     ListPodSandboxMetrics: notImplemented('ListPodSandboxMetrics'),
