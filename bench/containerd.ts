@@ -2,7 +2,9 @@
 // sockets, CNI conf dir, runc root and registry hosts dir. It never reads /etc/containerd/config.toml (an explicit
 // --config) and never writes /var/lib/containerd, /run/containerd or /opt/containerd, with one exception that a pull
 // never reaches: containerd 1.6 puts each shim's socket in /run/containerd/s/<hash> (a hard-coded path), so a
-// benchmark that starts containers leaves those there until the shims exit.
+// benchmark that starts containers leaves those there until the shims exit. A pod on a CNI network adds two more
+// host paths, both removed by RemovePodSandbox: its netns pin /var/run/netns/cni-<uuid> (hard-coded) and libcni's
+// result cache /var/lib/cni/results/<network>-<sandbox id>-<ifname> (go-cni sets no cache dir).
 import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,6 +27,11 @@ export interface ContainerdOptions {
   sandboxImage?: string;
   /** containerd's log level (stderr is kept for error messages). Default "warn". */
   logLevel?: string;
+  /**
+   * A CNI network list written into its own CNI conf dir before start (it loads only that dir's first file). Without
+   * one, pods that need a network fail ("cni plugin not initialized"); host-network pods run.
+   */
+  cniConflist?: string;
   /** Extra TOML appended to the generated config (must not repeat a table the generator wrote). */
   toml?: string;
   /** Use this (empty or new) directory instead of a fresh mkdtemp one. */
@@ -155,6 +162,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   const state = path.join(dir, 'state');
   const cniConfDir = path.join(dir, 'cni');
   for (const d of [root, state, cniConfDir, path.join(dir, 'tmp'), path.join(dir, 'opt')]) fs.mkdirSync(d, { recursive: true });
+  if (opts.cniConflist !== undefined) fs.writeFileSync(path.join(cniConfDir, '10-bench.conflist'), opts.cniConflist);
   if (opts.registryHost && (opts.registryMode ?? 'hosts') === 'hosts') {
     const hostDir = path.join(dir, 'certs.d', opts.registryHost);
     fs.mkdirSync(hostDir, { recursive: true });

@@ -1,9 +1,9 @@
 // Pod and container lifecycle benchmark: berth against Debian's containerd 1.6, both driven through their CRI sockets
 // by the same client with the same sequence of calls, the same runc (cgroupfs) and the same busybox image.
 //
-//   node dist/bench/lifecycle.js [--pods=20] [--rounds=2] [--pod-pid=container|pod]
+//   node dist/bench/lifecycle.js [--phases=lifecycle,memory,network] [--pods=20] [--rounds=2] [--pod-pid=container|pod]
 //                                [--rss-pods=30] [--list-pods=20] [--list-per-pod=10] [--list-calls=50]
-//                                [--runtimes=berth,containerd] [--keep]
+//                                [--net-pods=20] [--net-rounds=2] [--runtimes=berth,containerd] [--keep]
 //
 // Phase 1 (lifecycle): one daemon per runtime (fresh temp dir). A round runs `--pods` pods through the whole lifecycle,
 // one operation at a time across all pods (RunPodSandbox for every pod, then CreateContainer for every pod, …),
@@ -12,16 +12,20 @@
 // running container each; then pods are removed down to `--list-pods`, each filled up to `--list-per-pod`
 // containers (the first running, the others created only), and ListContainers / ListPodSandbox are timed, the two
 // runtimes interleaved call by call.
+// Phase 3 (network): fresh daemons with the same CNI conflist (bridge + host-local + portmap on a bridge and /24 of
+// the run's own); pods with one hostPort go through RunPodSandbox, StopPodSandbox, RemovePodSandbox, ABBA as in
+// phase 1. berth's CNI plugin time per pod comes from its berth_cni_operation_duration_seconds metric, scraped
+// around each call, so RunPodSandbox splits into plugin time and berth's own.
 //
-// Pods use the host network (namespace_options.network NODE) on both sides, so no CNI is involved anywhere: berth has
-// no CNI yet, and containerd 1.6 cannot run a pod-network sandbox without a real one (a loopback-only conflist fails
-// every RunPodSandbox with "failed to find network info for sandbox": its CRI wants an eth0 result).
+// Phases 1 and 2 use the host network (namespace_options.network NODE) on both sides, so they measure the runtimes'
+// own work and not CNI plugins, which take most of a networked RunPodSandbox (phase 3 has those).
 //
 // Everything lives in fresh temp dirs and one unique cgroup root; pods, containers, mounts, cgroups, containerd's
-// shim sockets in /run/containerd/s and the temp dirs are removed at the end, after a failure and on Ctrl-C.
+// shim sockets in /run/containerd/s, the temp dirs and (phase 3) the bridge, its veths, iptables rules, netns pins and
+// libcni result files are removed at the end, after a failure and on Ctrl-C.
 // Prints a report; exits non-zero only if something failed to run (a daemon did not start, an RPC failed).
 import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -34,10 +38,12 @@ import { Registry, startRegistry } from '../test/fixtures/registry';
 import type { CriClient } from '../test/helpers/cri-client';
 import { startDaemon } from '../test/helpers/daemon';
 import { startContainerd } from './containerd';
-import { cleanUpOnInterrupt, ensureContainerd, MiB, procStatusBytes, removeTree } from './sys';
+import { cleanUpOnInterrupt, ensureContainerd, MiB, mountsUnder, procStatusBytes, removeTree } from './sys';
 
 type Runtime = 'berth' | 'containerd';
 const RUNTIMES: readonly Runtime[] = ['berth', 'containerd'];
+type Phase = 'lifecycle' | 'memory' | 'network';
+const PHASES: readonly Phase[] = ['lifecycle', 'memory', 'network'];
 
 const OPS = [
   'RunPodSandbox',
@@ -75,6 +81,7 @@ const CGROUP_FS = '/sys/fs/cgroup';
 const CONTAINERD_SHIM_SOCKET_DIR = '/run/containerd/s';
 
 interface Options {
+  phases: Set<Phase>;
   pods: number;
   rounds: number;
   podPid: 'container' | 'pod';
@@ -82,20 +89,23 @@ interface Options {
   listPods: number;
   listPerPod: number;
   listCalls: number;
+  netPods: number;
+  netRounds: number;
   runtimes: Runtime[];
   keep: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = {
-    pods: 20, rounds: 2, podPid: 'container', rssPods: 30, listPods: 20, listPerPod: 10, listCalls: 50,
-    runtimes: [...RUNTIMES], keep: false,
+    phases: new Set(PHASES), pods: 20, rounds: 2, podPid: 'container', rssPods: 30, listPods: 20, listPerPod: 10, listCalls: 50,
+    netPods: 20, netRounds: 2, runtimes: [...RUNTIMES], keep: false,
   };
-  const usage = 'usage: lifecycle.js [--pods=N] [--rounds=N] [--pod-pid=container|pod] [--rss-pods=N] ' +
-    '[--list-pods=N] [--list-per-pod=N] [--list-calls=N] [--runtimes=berth,containerd] [--keep]';
+  const usage = 'usage: lifecycle.js [--phases=lifecycle,memory,network] [--pods=N] [--rounds=N] [--pod-pid=container|pod] ' +
+    '[--rss-pods=N] [--list-pods=N] [--list-per-pod=N] [--list-calls=N] [--net-pods=N] [--net-rounds=N] ' +
+    '[--runtimes=berth,containerd] [--keep]';
   const ints: Record<string, keyof Options> = {
     '--pods': 'pods', '--rounds': 'rounds', '--rss-pods': 'rssPods', '--list-pods': 'listPods', '--list-per-pod': 'listPerPod',
-    '--list-calls': 'listCalls',
+    '--list-calls': 'listCalls', '--net-pods': 'netPods', '--net-rounds': 'netRounds',
   };
   for (const arg of argv) {
     const [key = '', value = ''] = arg.split('=', 2);
@@ -104,11 +114,15 @@ function parseArgs(argv: string[]): Options {
     else if (key === '--pod-pid' && (value === 'container' || value === 'pod')) opts.podPid = value;
     else if (key === '--runtimes' && value !== '' && value.split(',').every((r) => (RUNTIMES as readonly string[]).includes(r))) {
       opts.runtimes = [...new Set(value.split(','))] as Runtime[];
+    } else if (key === '--phases' && value !== '' && value.split(',').every((p) => (PHASES as readonly string[]).includes(p))) {
+      opts.phases = new Set(value.split(',') as Phase[]);
     } else if (key === '--keep') opts.keep = true;
     else throw new Error(`${usage}  (bad argument ${arg})`);
   }
   if (opts.rssPods < opts.listPods) throw new Error('--rss-pods must be ≥ --list-pods (the list phase reuses those pods)');
   if (opts.pods < 1 || opts.rounds < 1 || opts.listPerPod < 1 || opts.listCalls < 1) throw new Error(usage);
+  // One /24 holds every pod of a round (253 addresses less the gateway).
+  if (opts.netPods < 1 || opts.netPods > 250 || opts.netRounds < 1) throw new Error(`${usage}  (--net-pods is 1..250)`);
   return opts;
 }
 
@@ -119,6 +133,15 @@ const say = (s: string): void => void process.stdout.write(`${s}\n`);
 const mib = (bytes: number): string => (bytes / MiB).toFixed(1);
 const msSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 const deadline = (): { deadline: number } => ({ deadline: Date.now() + RPC_DEADLINE_MS });
+
+/** ABBA: berth, containerd, containerd, berth, berth, … (each runtime gets `rounds` rounds). */
+function abba(runtimes: Runtime[], rounds: number): { rt: Runtime; round: number }[] {
+  const schedule: { rt: Runtime; round: number }[] = [];
+  for (let k = 0; k < rounds; k++) {
+    for (const rt of k % 2 === 0 ? runtimes : [...runtimes].reverse()) schedule.push({ rt, round: k + 1 });
+  }
+  return schedule;
+}
 
 /** Nearest-rank percentile (p in 0..1) of unsorted samples. */
 function pct(xs: number[], p: number): number {
@@ -243,16 +266,27 @@ interface Daemon {
   sandboxIds: Set<string>;
   /** containerd's gRPC address (shim socket names hash it), undefined for berth. */
   address?: string;
+  /** berth's metrics port (phase 3 scrapes its CNI plugin times), undefined when metrics are off. */
+  metricsPort?: number;
+  /** berth's state dir (pod dirs, netns pins, CNI cache), undefined for containerd. */
+  stateDir?: string;
+  /** containerd's netns pins under /var/run/netns, from PodSandboxStatus (removed at cleanup if left). */
+  netnsPaths: Set<string>;
   readySeconds: number;
   logs(): string;
   stop(): Promise<unknown>;
 }
 
-async function startBerth(dir: string, registryHost: string, cgroupRoot: string, phase: string): Promise<Daemon> {
+/** `conflist`: the CNI network for pods (and metrics on, for the CNI plugin times); without it no network. */
+async function startBerth(dir: string, registryHost: string, cgroupRoot: string, phase: string, conflist?: string): Promise<Daemon> {
   const started = process.hrtime.bigint();
+  if (conflist !== undefined) {
+    fs.mkdirSync(path.join(dir, 'cni'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'cni', '10-bench.conflist'), conflist);
+  }
   const d = await startDaemon({
     dir,
-    metrics: false,
+    metrics: conflist !== undefined,
     // The test config logs at debug; a benchmark should not pay for that. berth's own cgroup parent (unused: every
     // pod names one) is unique too.
     toml: `[image.registries."${registryHost}"]\ninsecure = true\n[runtime]\ncgroup_parent = "${cgroupRoot}/berth-${phase}-default"\n`,
@@ -267,14 +301,17 @@ async function startBerth(dir: string, registryHost: string, cgroupRoot: string,
     helperComms: ['conmon'],
     cgroupParent: `${cgroupRoot}/berth-${phase}`,
     sandboxIds: new Set(),
+    metricsPort: d.metricsPort,
+    stateDir: d.stateDir,
+    netnsPaths: new Set(),
     readySeconds: Number(process.hrtime.bigint() - started) / 1e9,
     logs: () => d.logs(),
     stop: () => d.stop(),
   };
 }
 
-async function startPeer(dir: string, registryHost: string, sandboxImage: string, cgroupRoot: string, phase: string): Promise<Daemon> {
-  const c = await startContainerd({ dir, registryHost, sandboxImage });
+async function startPeer(dir: string, registryHost: string, sandboxImage: string, cgroupRoot: string, phase: string, conflist?: string): Promise<Daemon> {
+  const c = await startContainerd({ dir, registryHost, sandboxImage, cniConflist: conflist });
   return {
     rt: 'containerd',
     pid: c.pid,
@@ -283,6 +320,7 @@ async function startPeer(dir: string, registryHost: string, sandboxImage: string
     helperComms: ['containerd-shim'], // comm is cut to 15 bytes: containerd-shim-runc-v2
     cgroupParent: `${cgroupRoot}/containerd-${phase}`,
     sandboxIds: new Set(),
+    netnsPaths: new Set(),
     address: c.socket,
     readySeconds: c.readySeconds,
     logs: () => c.logs(),
@@ -418,10 +456,18 @@ interface RuntimeResults {
   notes: string[];
   rss: { label: string; daemon: number; helpers: number; helperCount: number }[];
   listCounts?: { containers: number; running: number; pods: number };
+  /** Phase 3: one sample per pod whose RunPodSandbox succeeded. */
+  net: NetSample[];
+  /** Phase 3: what the rounds' teardowns left on the host, and how many checks ran. */
+  netLeftovers: string[];
+  netChecks: number;
 }
 
 function newResults(): RuntimeResults {
-  return { ops: new Map(OPS.map((o) => [o, []])), combined: new Map(COMBINED.map((o) => [o, []])), lists: new Map(LIST_OPS.map((o) => [o, []])), errors: new Map(), exitCodes: new Map(), notes: [], rss: [] };
+  return {
+    ops: new Map(OPS.map((o) => [o, []])), combined: new Map(COMBINED.map((o) => [o, []])), lists: new Map(LIST_OPS.map((o) => [o, []])),
+    errors: new Map(), exitCodes: new Map(), notes: [], rss: [], net: [], netLeftovers: [], netChecks: 0,
+  };
 }
 
 function recordError(r: RuntimeResults, op: string, err: unknown): string {
@@ -576,6 +622,358 @@ async function timeLists(daemons: Daemon[], results: Map<Runtime, RuntimeResults
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
+// Phase 3: pods on a CNI bridge network (bridge + host-local + portmap), the same conflist for both runtimes
+
+const NET_OPS = ['RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox'] as const;
+type NetOp = (typeof NET_OPS)[number];
+/** berth's own share of a networked RunPodSandbox (what is not CNI plugin time), p50 and overall. */
+const TARGET_OWN_SHARE = 0.1;
+/** containerd 1.6 pins each pod's netns here (hard-coded); go-cni leaves libcni's result cache at its default. */
+const NETNS_DIR = '/var/run/netns';
+const CNI_RESULTS_DIR = '/var/lib/cni/results';
+/** portmap's shared chains (made on first use, kept by design): jumps from PREROUTING/OUTPUT/POSTROUTING. */
+const HOSTPORT_PREFIX = 'CNI-HOSTPORT-';
+const HOST_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+
+interface BenchNet {
+  /** CNI network name: host-local's subdir, libcni's cache file prefix, iptables comments. */
+  name: string;
+  bridge: string;
+  /** "10.233.N": the network is `${prefix}.0/24`. */
+  prefix: string;
+  ipamDir: string;
+  conflist: string;
+  /** Pod i of a round maps host port portBase + i to its port 80. */
+  portBase: number;
+  /** portmap's shared chains existed before the run: if not, the run removes them once nothing uses them. */
+  hostportChainsExisted: boolean;
+  /** Host dirs the plugins or containerd may create, that did not exist before the run (removed if left empty). */
+  newHostDirs: string[];
+  ipForwardBefore: string;
+}
+
+/** One pod of a network round; cni* are berth's plugin times during the call (ms), from its metrics. */
+interface NetSample {
+  run: number;
+  stop?: number;
+  remove?: number;
+  cniAdd?: Record<string, number>;
+  cniDel?: Record<string, number>;
+}
+
+function host(file: string, args: string[]): { ok: boolean; out: string; err: string } {
+  const r = spawnSync(file, args, { encoding: 'utf8', env: HOST_ENV });
+  return { ok: r.status === 0, out: r.stdout ?? '', err: r.stderr ?? '' };
+}
+
+const readdirOr = (dir: string): string[] => (fs.existsSync(dir) ? fs.readdirSync(dir) : []);
+const sumOf = (r: Record<string, number> | undefined): number => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
+
+function readIpForward(): string {
+  try {
+    return fs.readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+  } catch {
+    return '?';
+  }
+}
+
+function benchNetwork(ipamDir: string, pods: number): BenchNet {
+  const hex = randomBytes(2).toString('hex');
+  const prefix = `10.233.${1 + randomInt(254)}`; // 10.233.0.0/24 is the daemon tests'
+  const bridge = `berthbench${hex}`; // 14 bytes, within IFNAMSIZ
+  const name = `berth-bench-${hex}`;
+  const conflist = JSON.stringify(
+    {
+      cniVersion: '1.0.0',
+      name,
+      plugins: [
+        {
+          type: 'bridge', bridge, isGateway: true, ipMasq: true, hairpinMode: true,
+          ipam: { type: 'host-local', dataDir: ipamDir, routes: [{ dst: '0.0.0.0/0' }], ranges: [[{ subnet: `${prefix}.0/24`, gateway: `${prefix}.1` }]] },
+        },
+        { type: 'portmap', capabilities: { portMappings: true } },
+      ],
+    },
+    null,
+    2,
+  );
+  return {
+    name, bridge, prefix, ipamDir, conflist,
+    portBase: 20_000 + randomInt(40_000 - pods),
+    hostportChainsExisted: iptablesSave('iptables').includes(`:${HOSTPORT_PREFIX}DNAT `),
+    newHostDirs: [NETNS_DIR, CNI_RESULTS_DIR, path.dirname(CNI_RESULTS_DIR)].filter((d) => !fs.existsSync(d)),
+    ipForwardBefore: readIpForward(),
+  };
+}
+
+/** A phase-1 pod config on the pod network instead of the host's, with a hostname and one host port. */
+function netPodConfig(d: Daemon, name: string, logRoot: string, hostPort: number, opts: Options): PodSandboxConfig {
+  const c = podConfig(d, name, logRoot, opts);
+  return {
+    ...c,
+    hostname: name,
+    labels: { bench: 'network' },
+    port_mappings: [{ protocol: 'TCP', container_port: 80, host_port: hostPort, host_ip: '' }],
+    linux: { ...c.linux, security_context: { namespace_options: { ...c.linux?.security_context?.namespace_options, network: 'POD' } } },
+  };
+}
+
+/** berth_cni_operation_duration_seconds_sum by "op plugin", seconds. */
+async function cniSums(port: number): Promise<Map<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`GET /metrics: HTTP ${res.status}`);
+  const sums = new Map<string, number>();
+  for (const m of (await res.text()).matchAll(/^berth_cni_operation_duration_seconds_sum\{([^}]*)\} (\S+)$/gm)) {
+    const labels = new Map([...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1] ?? '', l[2] ?? '']));
+    sums.set(`${labels.get('op') ?? ''} ${labels.get('plugin') ?? ''}`, Number(m[2]));
+  }
+  return sums;
+}
+
+/** ms of `op` plugin time by plugin between two scrapes. */
+function cniDelta(before: Map<string, number>, after: Map<string, number>, op: 'ADD' | 'DEL'): Record<string, number> {
+  const by: Record<string, number> = {};
+  for (const [key, v] of after) {
+    const [o, plugin = ''] = key.split(' ');
+    const ms = (v - (before.get(key) ?? 0)) * 1000;
+    if (o === op && ms > 0) by[plugin] = ms;
+  }
+  return by;
+}
+
+/** containerd's netns pin from its verbose PodSandboxStatus (the runtime spec's network namespace path). */
+function containerdNetns(info: Record<string, string>): string | undefined {
+  try {
+    const parsed = JSON.parse(info['info'] ?? '{}') as { runtimeSpec?: { linux?: { namespaces?: { type?: string; path?: string }[] } } };
+    return parsed.runtimeSpec?.linux?.namespaces?.find((n) => n.type === 'network')?.path || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitNetworkReady(d: Daemon): Promise<void> {
+  const until = Date.now() + 15_000;
+  for (;;) {
+    const st = await d.client.runtime.Status({}, deadline());
+    const cond = st.status?.conditions.find((x) => x.type === 'NetworkReady');
+    if (cond?.status) return;
+    if (Date.now() > until) throw new Error(`NetworkReady still false: ${cond?.reason ?? ''} ${cond?.message ?? ''}`);
+    await delay(100);
+  }
+}
+
+/**
+ * One round: `--net-pods` pods through RunPodSandbox, then StopPodSandbox, then RemovePodSandbox, one operation at a
+ * time across all pods, each call timed alone; for berth, its metrics are scraped (untimed) around each call. Then the
+ * host is checked for anything the round left.
+ */
+async function networkRound(d: Daemon, r: RuntimeResults, round: number, net: BenchNet, opts: Options, interrupted: () => boolean): Promise<void> {
+  const logRoot = path.join(d.dir, 'pod-logs');
+  const slots: Slot[] = Array.from({ length: opts.netPods }, (_, i) => {
+    const name = `net-r${round}-p${i}`;
+    return { name, config: netPodConfig(d, name, logRoot, net.portBase + i, opts), ctrIds: [], times: {} };
+  });
+  const cni = new Map<Slot, { ADD?: Record<string, number>; DEL?: Record<string, number> }>(slots.map((s) => [s, {}]));
+  const port = d.metricsPort;
+
+  const step = async (op: NetOp, call: (s: Slot) => Promise<unknown>, cniOp?: 'ADD' | 'DEL'): Promise<void> => {
+    for (const s of slots) {
+      if (interrupted()) throw new Error('interrupted');
+      if (s.broken) continue;
+      const before = cniOp && port !== undefined ? await cniSums(port) : undefined;
+      const t0 = process.hrtime.bigint();
+      try {
+        await call(s);
+      } catch (err) {
+        s.broken = recordError(r, `${op} (network)`, err);
+        continue;
+      }
+      s.times[op] = msSince(t0);
+      const slotCni = cni.get(s);
+      if (before && cniOp && port !== undefined && slotCni) slotCni[cniOp] = cniDelta(before, await cniSums(port), cniOp);
+      if (op === 'RunPodSandbox') {
+        // Untimed: the pod must have an address from the bench network (else no CNI ran), and containerd's netns
+        // pin is noted for the cleanup.
+        try {
+          const st = await d.client.runtime.PodSandboxStatus({ pod_sandbox_id: s.podId, verbose: d.rt === 'containerd' }, deadline());
+          const ns = d.rt === 'containerd' ? containerdNetns(st.info) : undefined;
+          if (ns) d.netnsPaths.add(ns);
+          const ip = st.status?.network?.ip ?? '';
+          if (!ip.startsWith(`${net.prefix}.`)) recordError(r, 'PodSandboxStatus (network)', new Error(`pod IP "${ip}" is not in ${net.prefix}.0/24`));
+        } catch (err) {
+          recordError(r, 'PodSandboxStatus (network)', err);
+        }
+      }
+    }
+  };
+
+  await step('RunPodSandbox', (s) => runPod(d, s), 'ADD');
+  await step('StopPodSandbox', (s) => d.client.runtime.StopPodSandbox({ pod_sandbox_id: s.podId }, deadline()), 'DEL');
+  await step('RemovePodSandbox', (s) => d.client.runtime.RemovePodSandbox({ pod_sandbox_id: s.podId }, deadline()));
+
+  for (const s of slots) {
+    const run = s.times.RunPodSandbox;
+    if (run === undefined) continue;
+    const c = cni.get(s);
+    r.net.push({ run, stop: s.times.StopPodSandbox, remove: s.times.RemovePodSandbox, cniAdd: c?.ADD, cniDel: c?.DEL });
+  }
+  for (const s of slots) {
+    if (s.broken && s.podId) {
+      const e = await teardownPod(d, s.podId);
+      if (e) r.notes.push(`network round ${round}: cleanup of broken pod ${s.name} failed: ${e}`);
+    }
+  }
+  r.netChecks++;
+  for (const l of netLeftovers(net, [d])) r.netLeftovers.push(`round ${round}: ${l}`);
+}
+
+function iptablesSave(prog: 'iptables' | 'ip6tables'): string {
+  const r = host(`${prog}-save`, []);
+  return r.ok ? r.out : '';
+}
+
+/** The chains the bridge plugin (ipMasq) and portmap make per (network, container id), as plugins/pkg/utils names them. */
+function cniChains(network: string, id: string): string[] {
+  const hash = createHash('sha512').update(network + id).digest('hex');
+  return [`CNI-${hash}`.slice(0, 28), `CNI-DN-${hash}`.slice(0, 28)];
+}
+
+/** Any iptables line of this run's network: its subnet, bridge or name, a pod's id or one of its chains. */
+function ourIptablesLine(net: BenchNet, ids: string[]): (line: string) => boolean {
+  const needles = [`${net.prefix}.`, net.bridge, net.name, ...ids, ...ids.flatMap((id) => cniChains(net.name, id))];
+  return (line) => !line.startsWith('#') && needles.some((n) => line.includes(n));
+}
+
+function iptablesLines(match: (line: string) => boolean): string[] {
+  return (['iptables', 'ip6tables'] as const).flatMap((p) => iptablesSave(p).split('\n').filter(match));
+}
+
+/** Splits an iptables-save rule into argv: spaces separate, double quotes group, a backslash escapes. */
+function iptablesTokens(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  let has = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i] as string;
+    if (c === '\\' && i + 1 < line.length) {
+      cur += line[++i];
+      has = true;
+    } else if (c === '"') {
+      quoted = !quoted;
+      has = true;
+    } else if (c === ' ' && !quoted) {
+      if (has) out.push(cur);
+      cur = '';
+      has = false;
+    } else {
+      cur += c;
+      has = true;
+    }
+  }
+  if (has) out.push(cur);
+  return out;
+}
+
+/** Deletes the matching rules, then flushes and deletes the matching chains, table by table; returns the count. */
+function purgeIptables(match: (line: string) => boolean, progs: readonly ('iptables' | 'ip6tables')[] = ['iptables', 'ip6tables']): number {
+  let n = 0;
+  for (const prog of progs) {
+    let table = '';
+    const chains: [string, string][] = [];
+    for (const line of iptablesSave(prog).split('\n')) {
+      if (line.startsWith('*')) table = line.slice(1);
+      else if (line.startsWith('-A ') && match(line)) {
+        const args = iptablesTokens(line);
+        args[0] = '-D';
+        if (host(prog, ['-w', '-t', table, ...args]).ok) n++;
+      } else if (line.startsWith(':') && match(line)) chains.push([table, line.slice(1).split(' ')[0] ?? '']);
+    }
+    for (const [table, chain] of chains) {
+      host(prog, ['-w', '-t', table, '-F', chain]);
+      if (host(prog, ['-w', '-t', table, '-X', chain]).ok) n++;
+    }
+  }
+  return n;
+}
+
+function vethsOn(bridge: string): string[] {
+  const r = host('ip', ['-o', 'link', 'show', 'master', bridge]);
+  if (!r.ok) return [];
+  return r.out.split('\n').filter((l) => l.trim() !== '').map((l) => (l.split(': ')[1] ?? '').split('@')[0] ?? '');
+}
+
+function ipamReservations(net: BenchNet): string[] {
+  return readdirOr(path.join(net.ipamDir, net.name)).filter((f) => f !== 'lock' && !f.startsWith('last_reserved_ip'));
+}
+
+/** What pods of these daemons left on the host after their teardown (the bridge itself excepted). */
+function netLeftovers(net: BenchNet, daemons: Daemon[]): string[] {
+  const ids = daemons.flatMap((d) => [...d.sandboxIds]);
+  const out: string[] = [];
+  for (const v of vethsOn(net.bridge)) out.push(`veth ${v} on ${net.bridge}`);
+  for (const f of ipamReservations(net)) out.push(`host-local reservation ${f}`);
+  for (const l of iptablesLines(ourIptablesLine(net, ids))) out.push(`iptables: ${l}`);
+  for (const d of daemons) {
+    for (const ns of d.netnsPaths) if (fs.existsSync(ns)) out.push(`netns ${ns}`);
+    if (d.stateDir) {
+      const pods = path.join(d.stateDir, 'pods');
+      if (fs.existsSync(pods)) for (const m of mountsUnder(pods)) out.push(`mount ${m}`);
+      for (const p of readdirOr(pods)) out.push(`pod dir ${path.join(pods, p)}`);
+      for (const f of readdirOr(path.join(d.stateDir, 'cni-cache'))) out.push(`berth CNI cache ${f}`);
+    }
+  }
+  for (const f of readdirOr(CNI_RESULTS_DIR)) if (f.startsWith(`${net.name}-`) || ids.some((id) => f.includes(id))) out.push(`libcni result ${f}`);
+  return out;
+}
+
+/**
+ * Removes whatever of the network is still on the host once the daemons are gone (normally just the bridge; more
+ * after a failure or Ctrl-C): iptables lines, veths, the bridge, containerd's netns pins, libcni results, the
+ * portmap chains and host dirs this run created. Returns what it removed.
+ */
+function cleanUpNetwork(net: BenchNet, daemons: Daemon[]): string[] {
+  const ids = daemons.flatMap((d) => [...d.sandboxIds]);
+  const done: string[] = [];
+  const rules = purgeIptables(ourIptablesLine(net, ids));
+  if (rules) done.push(`${rules} iptables rule(s)/chain(s)`);
+  if (!net.hostportChainsExisted) {
+    // Only while no other pod on the host has a host port (no rule in the DNAT chain): another user's are kept.
+    const save = iptablesSave('iptables');
+    if (save.includes(`:${HOSTPORT_PREFIX}DNAT `) && !save.includes(`-A ${HOSTPORT_PREFIX}DNAT `)) {
+      if (purgeIptables((l) => l.includes(HOSTPORT_PREFIX), ['iptables']) > 0) done.push(`portmap's ${HOSTPORT_PREFIX}* chains (this run made them)`);
+    }
+  }
+  const veths = vethsOn(net.bridge).filter((v) => host('ip', ['link', 'del', v]).ok);
+  if (veths.length) done.push(`${veths.length} veth(s)`);
+  if (host('ip', ['link', 'show', net.bridge]).ok && host('ip', ['link', 'del', net.bridge]).ok) done.push(`bridge ${net.bridge}`);
+  let netns = 0;
+  for (const d of daemons) {
+    for (const ns of d.netnsPaths) {
+      if (!fs.existsSync(ns)) continue;
+      host('umount', ['-l', ns]);
+      fs.rmSync(ns, { force: true });
+      netns++;
+    }
+  }
+  if (netns) done.push(`${netns} netns pin(s)`);
+  const results = readdirOr(CNI_RESULTS_DIR).filter((f) => f.startsWith(`${net.name}-`) || ids.some((id) => f.includes(id)));
+  for (const f of results) fs.rmSync(path.join(CNI_RESULTS_DIR, f), { force: true });
+  if (results.length) done.push(`${results.length} libcni result file(s)`);
+  for (const dir of net.newHostDirs) {
+    try {
+      // `ip netns` makes /run/netns a mount point of its own; it goes too if this run created it and it is empty.
+      if (readdirOr(dir).length === 0 && mountsUnder(dir).length > 0) host('umount', ['-l', dir]);
+      fs.rmdirSync(dir); // deepest first by construction; only if empty
+      done.push(dir);
+    } catch {
+      // not empty (someone else's now) or never made
+    }
+  }
+  return done;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
 // Report
 
 function table(rows: string[][]): void {
@@ -585,7 +983,20 @@ function table(rows: string[][]): void {
 
 const f1 = (n: number): string => (Number.isFinite(n) ? n.toFixed(n < 10 ? 2 : 1) : '—');
 
-function report(results: Map<Runtime, RuntimeResults>, opts: Options): void {
+const ratioText = (r: number): string => (Number.isFinite(r) ? r.toFixed(2) : '—');
+const share = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(1)} %` : '—');
+
+function report(results: Map<Runtime, RuntimeResults>, opts: Options, net: BenchNet | undefined): void {
+  if (opts.phases.has('lifecycle')) reportLifecycle(results, opts);
+  if (opts.phases.has('memory')) reportMemory(results, opts);
+  if (opts.phases.has('network') && net) reportNetwork(results, opts, net);
+  for (const [rt, r] of results) {
+    for (const n of r.notes) say(`  ${rt}: ${n}`);
+    for (const [e, n] of r.errors) say(`  ${rt} ERROR ×${n}: ${e}`);
+  }
+}
+
+function reportLifecycle(results: Map<Runtime, RuntimeResults>, opts: Options): void {
   const b = results.get('berth');
   const c = results.get('containerd');
   const both = b !== undefined && c !== undefined;
@@ -627,7 +1038,11 @@ function report(results: Map<Runtime, RuntimeResults>, opts: Options): void {
   if (both) {
     say(`  every lifecycle ratio ≤ ${TARGET_RATIO.toFixed(1)}: ${allPass ? 'PASS' : 'FAIL'}   (goal ≤ ${GOAL_RATIO}: ${allGoal ? 'met' : 'not met'})`);
   }
+}
 
+function reportMemory(results: Map<Runtime, RuntimeResults>, opts: Options): void {
+  const b = results.get('berth');
+  const c = results.get('containerd');
   say('');
   const counts = (r: RuntimeResults | undefined): string =>
     r?.listCounts ? `${r.listCounts.pods} pods, ${r.listCounts.containers} containers (${r.listCounts.running} running)` : 'n/a';
@@ -650,10 +1065,75 @@ function report(results: Map<Runtime, RuntimeResults>, opts: Options): void {
   const rrows: string[][] = [['runtime', 'state', 'daemon MiB', 'helpers MiB', 'helpers']];
   for (const [rt, r] of results) for (const x of r.rss) rrows.push([rt, x.label, mib(x.daemon), mib(x.helpers), String(x.helperCount)]);
   table(rrows);
+}
 
+function reportNetwork(results: Map<Runtime, RuntimeResults>, opts: Options, net: BenchNet): void {
+  const b = results.get('berth');
+  const c = results.get('containerd');
+  const both = b !== undefined && c !== undefined;
+  const expected = opts.netPods * opts.netRounds;
+  say('');
+  say(
+    `network, ${opts.netPods} pods × ${opts.netRounds} round(s) per runtime (ABBA), no containers; one conflist for both: bridge ` +
+      `${net.bridge} (ipMasq, hairpin) + host-local ${net.prefix}.0/24 + portmap, one hostPort per pod; ms per RPC:`,
+  );
+  const rows: string[][] = [['operation', 'n', 'berth p50', 'p90', 'containerd p50', 'p90', 'ratio p50', 'p90', 'target ≤ 1.0']];
+  let runPass = both;
+  for (const op of NET_OPS) {
+    const pick = (r: RuntimeResults | undefined): number[] =>
+      (r?.net ?? []).map((x) => (op === 'RunPodSandbox' ? x.run : op === 'StopPodSandbox' ? x.stop : x.remove)).filter((x): x is number => x !== undefined);
+    const bs = pick(b);
+    const cs = pick(c);
+    const ratio = pct(bs, 0.5) / pct(cs, 0.5);
+    let verdict = both ? 'info' : 'n/a';
+    if (op === 'RunPodSandbox' && both) {
+      const ok = Number.isFinite(ratio) && ratio <= TARGET_RATIO && bs.length === expected;
+      runPass = ok;
+      verdict = ok ? 'PASS' : 'FAIL';
+    }
+    rows.push([op, `${bs.length}/${cs.length}`, f1(pct(bs, 0.5)), f1(pct(bs, 0.9)), f1(pct(cs, 0.5)), f1(pct(cs, 0.9)), ratioText(ratio), ratioText(pct(bs, 0.9) / pct(cs, 0.9)), verdict]);
+  }
+  table(rows);
+
+  // berth's calls split into CNI plugin time (as berth times each plugin run: spawn to exit) and the rest.
+  const withAdd = (b?.net ?? []).filter((x) => x.cniAdd !== undefined);
+  const withDel = (b?.net ?? []).filter((x) => x.stop !== undefined && x.cniDel !== undefined);
+  const own = (call: number, cni: Record<string, number> | undefined): number => call - sumOf(cni);
+  const plugins = (pick: (x: NetSample) => Record<string, number> | undefined, list: NetSample[]): string[] =>
+    [...new Set(list.flatMap((x) => Object.keys(pick(x) ?? {})))];
+  const srows: string[][] = [['berth, ms per pod', 'p50', 'p90', 'share p50', 'share overall']];
+  const addRow = (label: string, xs: number[], calls: number[]): void => {
+    const shares = xs.map((x, i) => x / (calls[i] as number));
+    const overall = xs.reduce((a, v) => a + v, 0) / calls.reduce((a, v) => a + v, 0);
+    srows.push([label, f1(pct(xs, 0.5)), f1(pct(xs, 0.9)), share(pct(shares, 0.5)), share(overall)]);
+  };
+  const runs = withAdd.map((x) => x.run);
+  addRow('RunPodSandbox', runs, runs);
+  addRow('  CNI ADD, all plugins', withAdd.map((x) => sumOf(x.cniAdd)), runs);
+  for (const p of plugins((x) => x.cniAdd, withAdd)) addRow(`    ${p}`, withAdd.map((x) => x.cniAdd?.[p] ?? 0), runs);
+  addRow("  berth's own", withAdd.map((x) => own(x.run, x.cniAdd)), runs);
+  const stops = withDel.map((x) => x.stop as number);
+  addRow('StopPodSandbox', stops, stops);
+  addRow('  CNI DEL, all plugins', withDel.map((x) => sumOf(x.cniDel)), stops);
+  for (const p of plugins((x) => x.cniDel, withDel)) addRow(`    ${p}`, withDel.map((x) => x.cniDel?.[p] ?? 0), stops);
+  addRow("  berth's own", withDel.map((x) => own(x.stop as number, x.cniDel)), stops);
+  table(srows);
+
+  const ownShares = withAdd.map((x) => own(x.run, x.cniAdd) / x.run);
+  const ownP50 = pct(ownShares, 0.5);
+  const ownOverall = withAdd.reduce((a, x) => a + own(x.run, x.cniAdd), 0) / withAdd.reduce((a, x) => a + x.run, 0);
+  const ownPass = withAdd.length === expected && ownP50 <= TARGET_OWN_SHARE && ownOverall <= TARGET_OWN_SHARE;
+  if (b) {
+    say(
+      `  berth's own share of RunPodSandbox, (RunPodSandbox − CNI ADD) / RunPodSandbox: p50 ${share(ownP50)}, overall ${share(ownOverall)}` +
+        `   target ≤ ${TARGET_OWN_SHARE * 100} %: ${ownPass ? 'PASS' : 'FAIL'}`,
+    );
+  }
+  if (both) say(`  RunPodSandbox p50 ratio berth / containerd ≤ ${TARGET_RATIO.toFixed(1)}: ${runPass ? 'PASS' : 'FAIL'}`);
   for (const [rt, r] of results) {
-    for (const n of r.notes) say(`  ${rt}: ${n}`);
-    for (const [e, n] of r.errors) say(`  ${rt} ERROR ×${n}: ${e}`);
+    const verdict = r.netChecks === 0 ? 'n/a' : r.netLeftovers.length === 0 ? 'PASS' : 'FAIL';
+    const what = r.netLeftovers.length === 0 ? 'none' : `${r.netLeftovers.length}:\n      ${r.netLeftovers.slice(0, 12).join('\n      ')}`;
+    say(`  ${rt}: left after ${r.netChecks} round teardown(s) (veths, host-local reservations, iptables, netns, pod dirs, CNI caches): ${what}   ${verdict}`);
   }
 }
 
@@ -707,7 +1187,7 @@ async function main(): Promise<number> {
   say(`berth ${packageVersion()}, node ${process.version}; ${containerdVersion}; ${runcVersion}`);
   say(`${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), kernel ${os.release()}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   say(
-    'network: host (namespace_options.network NODE): no netns and no CNI on either side; ' +
+    `phases: ${[...opts.phases].join(', ')}; lifecycle and memory on the host network (no netns, no CNI on either side); ` +
       `pid: ${opts.podPid === 'pod' ? 'POD' : 'CONTAINER'}; cgroupfs, runc /usr/sbin/runc on both`,
   );
 
@@ -719,6 +1199,7 @@ async function main(): Promise<number> {
   const shimDirExisted = fs.existsSync(CONTAINERD_SHIM_SOCKET_DIR);
   const runDirExisted = fs.existsSync(path.dirname(CONTAINERD_SHIM_SOCKET_DIR));
   let registry: Registry | undefined;
+  let network: BenchNet | undefined;
 
   const stopping = new Map<Daemon, Promise<string[]>>();
   const stopDaemon = (d: Daemon): Promise<string[]> => {
@@ -757,6 +1238,8 @@ async function main(): Promise<number> {
         problems.push(...(await stopDaemon(d)));
       }
       for (const d of allDaemons) if (d.address) for (const id of d.sandboxIds) knownSockets.add(shimSocketPath(d.address, id));
+      // After the daemons tore their pods down (CNI DEL): normally only the bridge is left.
+      const netDone = network ? cleanUpNetwork(network, allDaemons) : [];
       const cgLeft = await removeCgroupRoot(cgroupRoot);
       if (cgLeft.length) problems.push(`cgroups left: ${cgLeft.join(', ')}`);
       let sockets = 0;
@@ -794,14 +1277,21 @@ async function main(): Promise<number> {
         `cleanup: ${dirs.length} temp dirs ${opts.keep ? 'kept' : 'removed'}, cgroup root ${cgroupRoot} removed, ${sockets} leftover shim socket(s) removed ` +
           `in ${(msSince(t) / 1000).toFixed(1)} s${problems.length ? `; problems:\n    ${problems.join('\n    ')}` : ''}`,
       );
+      if (network) {
+        const fwd = readIpForward();
+        say(
+          `network cleanup: ${netDone.length ? `removed ${netDone.join(', ')}` : 'nothing to remove'}` +
+            (fwd !== network.ipForwardBefore ? `; net.ipv4.ip_forward ${network.ipForwardBefore} → ${fwd} (the bridge plugin's isGateway; left as is)` : ''),
+        );
+      }
     })());
   const isInterrupted = cleanUpOnInterrupt(cleanup);
 
-  const start = async (rt: Runtime, phase: string, images: Images): Promise<Daemon> => {
+  const start = async (rt: Runtime, phase: string, images: Images, conflist?: string): Promise<Daemon> => {
     const dir = freshDir(`berth-bench-lc-${phase}-${rt}-`, dirs);
     const d = rt === 'berth'
-      ? await startBerth(dir, (registry as Registry).host, cgroupRoot, phase)
-      : await startPeer(dir, (registry as Registry).host, images.pause, cgroupRoot, phase);
+      ? await startBerth(dir, (registry as Registry).host, cgroupRoot, phase, conflist)
+      : await startPeer(dir, (registry as Registry).host, images.pause, cgroupRoot, phase, conflist);
     daemons.push(d);
     allDaemons.push(d);
     return d;
@@ -821,67 +1311,107 @@ async function main(): Promise<number> {
     say(`registry ${registry.host}: ${images.busybox}, ${images.pause} (sandbox_image); cgroup root ${cgroupRoot}`);
 
     // Phase 1 ---------------------------------------------------------------------------------------------------
-    const t1 = process.hrtime.bigint();
-    const lifecycleDaemons = new Map<Runtime, Daemon>();
-    for (const rt of opts.runtimes) {
-      try {
-        const d = await start(rt, 'lc', images);
-        await pullImages(d, images);
-        lifecycleDaemons.set(rt, d);
-        say(`${rt.padEnd(10)} ready in ${d.readySeconds.toFixed(2)} s (pid ${d.pid}, ${d.dir})`);
-      } catch (err) {
-        fail(rt, 'start and pull', err);
+    if (opts.phases.has('lifecycle')) {
+      const t1 = process.hrtime.bigint();
+      const lifecycleDaemons = new Map<Runtime, Daemon>();
+      for (const rt of opts.runtimes) {
+        try {
+          const d = await start(rt, 'lc', images);
+          await pullImages(d, images);
+          lifecycleDaemons.set(rt, d);
+          say(`${rt.padEnd(10)} ready in ${d.readySeconds.toFixed(2)} s (pid ${d.pid}, ${d.dir})`);
+        } catch (err) {
+          fail(rt, 'start and pull', err);
+        }
       }
-    }
-    // ABBA: berth, containerd, containerd, berth, berth, … (each runtime gets `rounds` rounds).
-    const schedule: { rt: Runtime; round: number }[] = [];
-    for (let k = 0; k < opts.rounds; k++) {
-      for (const rt of k % 2 === 0 ? opts.runtimes : [...opts.runtimes].reverse()) schedule.push({ rt, round: k + 1 });
-    }
-    for (const { rt, round } of schedule) {
-      const d = lifecycleDaemons.get(rt);
-      if (isInterrupted()) break;
-      if (!d) continue;
-      const t = process.hrtime.bigint();
-      try {
-        await lifecycleRound(d, results.get(rt) as RuntimeResults, round, images, opts, isInterrupted);
-        say(`${rt.padEnd(10)} lifecycle round ${round}: ${opts.pods} pods in ${(msSince(t) / 1000).toFixed(1)} s`);
-      } catch (err) {
+      for (const { rt, round } of abba(opts.runtimes, opts.rounds)) {
+        const d = lifecycleDaemons.get(rt);
         if (isInterrupted()) break;
-        fail(rt, `lifecycle round ${round}`, err, d);
+        if (!d) continue;
+        const t = process.hrtime.bigint();
+        try {
+          await lifecycleRound(d, results.get(rt) as RuntimeResults, round, images, opts, isInterrupted);
+          say(`${rt.padEnd(10)} lifecycle round ${round}: ${opts.pods} pods in ${(msSince(t) / 1000).toFixed(1)} s`);
+        } catch (err) {
+          if (isInterrupted()) break;
+          fail(rt, `lifecycle round ${round}`, err, d);
+        }
       }
+      for (const d of lifecycleDaemons.values()) {
+        const problems = await stopDaemon(d);
+        for (const p of problems) say(`  ${p}`);
+      }
+      say(`phase 1 (lifecycle) took ${(msSince(t1) / 1000).toFixed(1)} s`);
     }
-    for (const d of lifecycleDaemons.values()) {
-      const problems = await stopDaemon(d);
-      for (const p of problems) say(`  ${p}`);
-    }
-    say(`phase 1 took ${(msSince(t1) / 1000).toFixed(1)} s`);
 
     // Phase 2 ---------------------------------------------------------------------------------------------------
-    const t2 = process.hrtime.bigint();
-    const listDaemons: Daemon[] = [];
-    for (const rt of opts.runtimes) {
-      if (isInterrupted()) break;
-      let d: Daemon | undefined;
-      try {
-        d = await start(rt, 'mem', images);
-        await fillForLists(d, results.get(rt) as RuntimeResults, images, opts, isInterrupted);
-        listDaemons.push(d);
-        say(`${rt.padEnd(10)} memory/list setup done`);
-      } catch (err) {
+    if (opts.phases.has('memory') && !isInterrupted()) {
+      const t2 = process.hrtime.bigint();
+      const listDaemons: Daemon[] = [];
+      for (const rt of opts.runtimes) {
         if (isInterrupted()) break;
-        fail(rt, 'memory/list setup', err, d);
+        let d: Daemon | undefined;
+        try {
+          d = await start(rt, 'mem', images);
+          await fillForLists(d, results.get(rt) as RuntimeResults, images, opts, isInterrupted);
+          listDaemons.push(d);
+          say(`${rt.padEnd(10)} memory/list setup done`);
+        } catch (err) {
+          if (isInterrupted()) break;
+          fail(rt, 'memory/list setup', err, d);
+        }
       }
+      if (!isInterrupted() && listDaemons.length > 0) await timeLists(listDaemons, results, opts.listCalls);
+      for (const d of listDaemons) {
+        const problems = await stopDaemon(d);
+        for (const p of problems) say(`  ${p}`);
+      }
+      say(`phase 2 (memory) took ${(msSince(t2) / 1000).toFixed(1)} s`);
     }
-    if (!isInterrupted() && listDaemons.length > 0) await timeLists(listDaemons, results, opts.listCalls);
-    for (const d of listDaemons) {
-      const problems = await stopDaemon(d);
-      for (const p of problems) say(`  ${p}`);
+
+    // Phase 3 ---------------------------------------------------------------------------------------------------
+    if (opts.phases.has('network') && !isInterrupted()) {
+      const t3 = process.hrtime.bigint();
+      const net = (network = benchNetwork(freshDir('berth-bench-lc-ipam-', dirs), opts.netPods));
+      say(`network ${net.name}: bridge ${net.bridge}, ${net.prefix}.0/24, host-local dataDir ${net.ipamDir}, host ports ${net.portBase}..${net.portBase + opts.netPods - 1}`);
+      const netDaemons = new Map<Runtime, Daemon>();
+      for (const rt of opts.runtimes) {
+        if (isInterrupted()) break;
+        let d: Daemon | undefined;
+        try {
+          d = await start(rt, 'net', images, net.conflist);
+          // containerd would pull its sandbox image inside the first RunPodSandbox: pull it first, untimed.
+          if (d.rt === 'containerd') await d.client.image.PullImage({ image: { image: images.pause } }, deadline());
+          await waitNetworkReady(d);
+          netDaemons.set(rt, d);
+          say(`${rt.padEnd(10)} ready with the bench network in ${d.readySeconds.toFixed(2)} s (pid ${d.pid}, ${d.dir})`);
+        } catch (err) {
+          if (isInterrupted()) break;
+          fail(rt, 'network start', err, d);
+        }
+      }
+      for (const { rt, round } of abba(opts.runtimes, opts.netRounds)) {
+        const d = netDaemons.get(rt);
+        if (isInterrupted()) break;
+        if (!d) continue;
+        const t = process.hrtime.bigint();
+        try {
+          await networkRound(d, results.get(rt) as RuntimeResults, round, net, opts, isInterrupted);
+          say(`${rt.padEnd(10)} network round ${round}: ${opts.netPods} pods in ${(msSince(t) / 1000).toFixed(1)} s`);
+        } catch (err) {
+          if (isInterrupted()) break;
+          fail(rt, `network round ${round}`, err, d);
+        }
+      }
+      for (const d of netDaemons.values()) {
+        const problems = await stopDaemon(d);
+        for (const p of problems) say(`  ${p}`);
+      }
+      say(`phase 3 (network) took ${(msSince(t3) / 1000).toFixed(1)} s`);
     }
-    say(`phase 2 took ${(msSince(t2) / 1000).toFixed(1)} s`);
 
     if (isInterrupted()) return 130;
-    report(results, opts);
+    report(results, opts, network);
     say(`\nload at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; total ${(msSince(startedAt) / 1000).toFixed(1)} s`);
   } finally {
     await cleanup();

@@ -1,7 +1,8 @@
 // Pods on a real CNI bridge network through the daemon (bridge + host-local + portmap from /usr/lib/cni), on a
-// bridge and subnet of the test's own.
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+// bridge, subnet and host-local dataDir of the test's own. afterAll removes whatever a failure left: pods through the
+// CRI (so CNI DEL runs), then any iptables line of this network, veths, the bridge and mounts under the test dir.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -10,10 +11,20 @@ import type { PodSandboxConfig } from '../../src/server/generated/runtime/v1/Pod
 import { CriClient } from '../helpers/cri-client';
 import { startDaemon, TestDaemon } from '../helpers/daemon';
 
+const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 const tag = randomBytes(3).toString('hex');
 const bridge = `bpn${tag}`;
-const subnet = `10.${200 + (parseInt(tag.slice(0, 2), 16) % 50)}.${parseInt(tag.slice(2, 4), 16)}`;
+const second = ((n) => (n === 233 ? 234 : n))(200 + randomInt(55)); // 10.233.x.0/24: the daemon test's and the benchmark's
+const subnet = `10.${second}.${randomInt(256)}`;
+const network = `net-${tag}`;
 const cgroupParent = `/berth-net-${tag}`;
+const HOSTPORT = 'CNI-HOSTPORT-';
+const CYCLES = 50;
+/** Every pod id the tests created: afterAll's iptables purge looks for these. */
+const seenIds: string[] = [];
+
+const sh = (file: string, args: string[]): string => execFileSync(file, args, { encoding: 'utf8', env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+const ok = (file: string, args: string[]): boolean => spawnSync(file, args, { env: ENV, stdio: 'ignore' }).status === 0;
 
 function pod(name: string, hostNetwork = false): PodSandboxConfig {
   return {
@@ -23,14 +34,123 @@ function pod(name: string, hostNetwork = false): PodSandboxConfig {
   };
 }
 
-function links(): string {
-  return execFileSync('ip', ['-o', 'link'], { encoding: 'utf8' });
+function vethsOnBridge(): string[] {
+  const r = spawnSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8', env: ENV });
+  if (r.status !== 0) return [];
+  return r.stdout.split('\n').filter((l) => l.trim() !== '').map((l) => (l.split(': ')[1] ?? '').split('@')[0] ?? '');
 }
+
+/** The chains the bridge plugin (ipMasq) and portmap make per (network, container id), as plugins/pkg/utils names them. */
+function cniChains(id: string): string[] {
+  const hash = createHash('sha512').update(network + id).digest('hex');
+  return [`CNI-${hash}`.slice(0, 28), `CNI-DN-${hash}`.slice(0, 28)];
+}
+
+function iptablesLines(match: (line: string) => boolean): string[] {
+  return ['iptables-save', 'ip6tables-save'].flatMap((prog) => sh(prog, []).split('\n').filter((l) => !l.startsWith('#') && match(l)));
+}
+
+/** Lines of one pod: its id (rule comments), its chains, or its address (not a longer one it prefixes). */
+function podLine(id: string, ip: string): (line: string) => boolean {
+  const addr = new RegExp(`\\b${ip.replace(/\./g, '\\.')}(?![0-9])`);
+  const needles = [id, ...cniChains(id)];
+  return (line) => needles.some((n) => line.includes(n)) || (ip !== '' && addr.test(line));
+}
+
+/** Any line of this test's network, for the cleanup. */
+function ourLine(line: string): boolean {
+  return [`${subnet}.`, bridge, network, ...seenIds, ...seenIds.flatMap(cniChains)].some((n) => line.includes(n));
+}
+
+/** Splits an iptables-save rule into argv: spaces separate, double quotes group, a backslash escapes. */
+function tokens(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  let has = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i] as string;
+    if (c === '\\' && i + 1 < line.length) {
+      cur += line[++i];
+      has = true;
+    } else if (c === '"') {
+      quoted = !quoted;
+      has = true;
+    } else if (c === ' ' && !quoted) {
+      if (has) out.push(cur);
+      cur = '';
+      has = false;
+    } else {
+      cur += c;
+      has = true;
+    }
+  }
+  if (has) out.push(cur);
+  return out;
+}
+
+/** Deletes the matching rules, then flushes and deletes the matching chains (cleanup after a failure only). */
+function purgeIptables(match: (line: string) => boolean): void {
+  for (const prog of ['iptables', 'ip6tables']) {
+    let table = '';
+    const chains: [string, string][] = [];
+    for (const line of sh(`${prog}-save`, []).split('\n')) {
+      if (line.startsWith('*')) table = line.slice(1);
+      else if (line.startsWith('-A ') && match(line)) ok(prog, ['-w', '-t', table, '-D', ...tokens(line).slice(1)]);
+      else if (line.startsWith(':') && match(line)) chains.push([table, line.slice(1).split(' ')[0] ?? '']);
+    }
+    for (const [table, chain] of chains) {
+      ok(prog, ['-w', '-t', table, '-F', chain]);
+      ok(prog, ['-w', '-t', table, '-X', chain]);
+    }
+  }
+}
+
+/** Mount points at or below `dir`, deepest first. */
+function mountsUnder(dir: string): string[] {
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => (l.split(' ')[4] ?? '').replace(/\\040/g, ' '))
+    .filter((mp) => mp === dir || mp.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+}
+
+const readdirOr = (dir: string): string[] => (fs.existsSync(dir) ? fs.readdirSync(dir) : []);
 
 describe('pod networking through CNI', () => {
   let d: TestDaemon;
   let c: CriClient;
   let ipamDir: string;
+
+  /** host-local's reservations (one file per address) in the test's own dataDir. */
+  const reservations = (): string[] => readdirOr(path.join(ipamDir, network)).filter((f) => /^\d+\./.test(f));
+
+  /** Writes the bridge + host-local + portmap network (as deploy/cni, on the test's own names) and waits for it. */
+  async function useNetwork(): Promise<void> {
+    fs.writeFileSync(
+      path.join(d.cniConfDir, '10-test.conflist'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: network,
+        plugins: [
+          {
+            type: 'bridge', bridge, isGateway: true, ipMasq: true, hairpinMode: true,
+            ipam: { type: 'host-local', dataDir: ipamDir, routes: [{ dst: '0.0.0.0/0' }], ranges: [[{ subnet: `${subnet}.0/24` }]] },
+          },
+          { type: 'portmap', capabilities: { portMappings: true } },
+        ],
+      }),
+    );
+    // the watcher picks the config up without a restart
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const st = await c.runtime.Status({});
+      if (st.status?.conditions.find((x) => x.type === 'NetworkReady')?.status) return;
+      if (Date.now() > deadline) throw new Error('NetworkReady did not turn true');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 
   beforeAll(async () => {
     d = await startDaemon({ cni: false, toml: `[runtime]\ncgroup_parent = "${cgroupParent}"\n` });
@@ -39,14 +159,34 @@ describe('pod networking through CNI', () => {
   });
 
   afterAll(async () => {
-    await d?.stop();
-    d?.cleanup();
-    try {
-      execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
-    } catch {
-      // not there: fine
+    // Each step on its own: one failing must not keep the others from running.
+    const steps: [string, () => unknown][] = [
+      ['remove pods through the CRI', async () => {
+        for (const p of (await c.runtime.ListPodSandbox({}, { deadline: Date.now() + 10_000 })).items) {
+          await c.runtime.RemovePodSandbox({ pod_sandbox_id: p.id }, { deadline: Date.now() + 30_000 }).catch(() => undefined);
+        }
+      }],
+      ['stop the daemon', () => d?.stop()],
+      ['purge iptables', () => purgeIptables(ourLine)],
+      ['delete veths and the bridge', () => {
+        for (const v of vethsOnBridge()) ok('ip', ['link', 'del', v]);
+        ok('ip', ['link', 'del', bridge]);
+      }],
+      ['unmount', () => {
+        for (const mp of d ? mountsUnder(d.dir) : []) ok('umount', ['-l', mp]);
+      }],
+      ['remove the test dir', () => d?.cleanup()],
+      ['remove the cgroup', () => removeCgroup(cgroupParent)],
+    ];
+    const failed: string[] = [];
+    for (const [what, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        failed.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+      }
     }
-    await removeCgroup(cgroupParent);
+    if (failed.length > 0) throw new Error(`cleanup: ${failed.join('; ')}`);
   });
 
   it('refuses a pod that needs a network until a config exists; host-network pods still run', async () => {
@@ -56,42 +196,70 @@ describe('pod networking through CNI', () => {
   });
 
   it('gives a pod an IP from host-local, and releases it on stop without leaving a veth', async () => {
-    fs.writeFileSync(
-      path.join(d.cniConfDir, '10-test.conflist'),
-      JSON.stringify({
-        cniVersion: '1.0.0',
-        name: `net-${tag}`,
-        plugins: [
-          { type: 'bridge', bridge, isGateway: true, ipam: { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: `${subnet}.0/24` }]] } },
-          { type: 'portmap', capabilities: { portMappings: true } },
-        ],
-      }),
-    );
-    // the watcher picks the config up without a restart
-    const deadline = Date.now() + 5000;
-    for (;;) {
-      const st = await c.runtime.Status({});
-      if (st.status?.conditions.find((x) => x.type === 'NetworkReady')?.status) break;
-      if (Date.now() > deadline) throw new Error('NetworkReady did not turn true');
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const linksBefore = links().split('\n').length;
+    await useNetwork();
     const { pod_sandbox_id: id } = await c.runtime.RunPodSandbox({ config: pod('web') });
+    seenIds.push(id);
     const ip = (await c.runtime.PodSandboxStatus({ pod_sandbox_id: id })).status?.network?.ip ?? '';
     expect(ip.startsWith(`${subnet}.`)).toBe(true);
     const netns = path.join(d.stateDir, 'pods', id, 'ns', 'net');
-    expect(execFileSync('nsenter', [`--net=${netns}`, 'ip', '-o', '-4', 'addr', 'show', 'eth0'], { encoding: 'utf8' })).toContain(ip);
+    expect(sh('nsenter', [`--net=${netns}`, 'ip', '-o', '-4', 'addr', 'show', 'eth0'])).toContain(ip);
+    expect(vethsOnBridge()).toHaveLength(1);
     // the host reaches the pod through the bridge
-    execFileSync('busybox', ['ping', '-c', '1', '-W', '2', ip], { stdio: 'ignore' });
+    sh('busybox', ['ping', '-c', '1', '-W', '2', ip]);
     await c.runtime.StopPodSandbox({ pod_sandbox_id: id });
     expect((await c.runtime.PodSandboxStatus({ pod_sandbox_id: id })).status?.network?.ip).toBe('');
-    const reservations = fs.readdirSync(path.join(ipamDir, `net-${tag}`)).filter((f) => /^\d+\./.test(f));
-    expect(reservations).toEqual([]);
+    expect(reservations()).toEqual([]);
     await c.runtime.RemovePodSandbox({ pod_sandbox_id: id });
-    // only the bridge itself stays
-    expect(links().split('\n').length).toBeLessThanOrEqual(linksBefore + 1);
+    expect(vethsOnBridge()).toEqual([]);
     const metrics = await (await fetch(`http://127.0.0.1:${d.metricsPort}/metrics`)).text();
     expect(metrics).toMatch(/^berth_cni_operation_duration_seconds_count\{op="ADD",plugin="bridge"\} 1$/m);
     expect(metrics).toMatch(/^berth_cni_operation_duration_seconds_count\{op="DEL",plugin="portmap"\} [1-9]/m);
   });
+
+  it(`leaves no veth, IP reservation, iptables rule, netns or pod dir after ${CYCLES} pods with a host port`, async () => {
+    await useNetwork();
+    const hostPort = 20_000 + randomInt(40_000);
+    const dport = new RegExp(`--dports? ${hostPort}\\b`);
+    const cacheDir = path.join(d.stateDir, 'cni-cache');
+    for (let i = 0; i < CYCLES; i++) {
+      const config: PodSandboxConfig = { ...pod(`cycle-${i}`), port_mappings: [{ protocol: 'TCP', container_port: 8080, host_port: hostPort }] };
+      const { pod_sandbox_id: id } = await c.runtime.RunPodSandbox({ config });
+      seenIds.push(id);
+      const ip = (await c.runtime.PodSandboxStatus({ pod_sandbox_id: id })).status?.network?.ip ?? '';
+      const podDir = path.join(d.stateDir, 'pods', id);
+      const mine = podLine(id, ip);
+      // While the pod runs, all that is looked for afterwards is there, so its absence then means something.
+      const veths = vethsOnBridge();
+      const rules = iptablesLines(mine);
+      expect({
+        cycle: i,
+        inSubnet: ip.startsWith(`${subnet}.`),
+        veths: veths.length,
+        reservations: reservations(),
+        hostPortJump: rules.some((l) => l.startsWith(`-A ${HOSTPORT}DNAT `) && dport.test(l)),
+        dnat: rules.some((l) => l.includes(`--to-destination ${ip}:8080`)),
+        masquerade: rules.some((l) => l.startsWith(`-A POSTROUTING -s ${ip}/32 `)),
+        netnsPinned: mountsUnder(podDir).includes(path.join(podDir, 'ns', 'net')),
+        cached: readdirOr(cacheDir).filter((f) => f.includes(id)).length,
+      }).toEqual({
+        cycle: i, inSubnet: true, veths: 1, reservations: [ip], hostPortJump: true, dnat: true, masquerade: true, netnsPinned: true, cached: 1,
+      });
+
+      await c.runtime.StopPodSandbox({ pod_sandbox_id: id });
+      await c.runtime.RemovePodSandbox({ pod_sandbox_id: id });
+      expect({
+        cycle: i,
+        veth: ok('ip', ['link', 'show', veths[0] ?? 'none']),
+        vethsOnBridge: vethsOnBridge(),
+        reservations: reservations(),
+        iptables: iptablesLines((l) => mine(l) || (l.includes(HOSTPORT) && dport.test(l))),
+        mounts: mountsUnder(podDir),
+        podDir: fs.existsSync(podDir),
+        cached: readdirOr(cacheDir).filter((f) => f.includes(id)),
+      }).toEqual({ cycle: i, veth: false, vethsOnBridge: [], reservations: [], iptables: [], mounts: [], podDir: false, cached: [] });
+    }
+    expect((await c.runtime.ListPodSandbox({})).items).toEqual([]);
+    expect(readdirOr(path.join(d.stateDir, 'pods'))).toEqual([]);
+    expect(mountsUnder(path.join(d.stateDir, 'pods'))).toEqual([]);
+  }, 170_000);
 });
