@@ -57,17 +57,15 @@ export async function createPodNamespaces(
       result[kind] = await createPinFile(dir, kind, cleanup);
     }
     if (wanted.length === 0) return result;
-    step = `unshare ${wanted.join(', ')}${name !== undefined ? ` and set hostname ${JSON.stringify(name)}` : ''}`;
-    const payload = name !== undefined ? [HOSTNAME, '--', name] : [TRUE];
+    step = `unshare ${wanted.join(', ')}${name !== undefined ? `, set hostname ${JSON.stringify(name)}` : ''}${result.net !== undefined ? ', bring up loopback' : ''}`;
+    // One child for all of it: the name is set and loopback raised inside the new namespaces by a shell that unshare
+    // runs, so pod start-up pays for one process launched from Node, not two chains of them.
+    const script = [...(name !== undefined ? [`${HOSTNAME} -- "$1"`] : []), ...(result.net !== undefined ? [`${IP} link set lo up`] : [])];
+    const payload = script.length > 0 ? [SH, '-ec', script.join('\n'), 'sh', ...(name !== undefined ? [name] : [])] : [TRUE];
     const res = await run(UNSHARE, [...wanted.map((k) => `--${k}=${result[k]}`), '--', ...payload]);
     if (res.failed) {
       // hostname(1) is the judge of a name's syntax; its refusal is the caller's error, not ours.
       throw new BerthError(/^hostname:/m.test(res.stderr) ? 'INVALID_ARGUMENT' : 'INTERNAL', res.message);
-    }
-    if (result.net !== undefined) {
-      step = 'bringing up loopback';
-      const up = await run(NSENTER, [`--net=${result.net}`, '--', IP, 'link', 'set', 'lo', 'up']);
-      if (up.failed) throw internal(up.message);
     }
     return result;
   } catch (err) {
