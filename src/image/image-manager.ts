@@ -63,9 +63,21 @@ export class ImageManager {
     const key = formatReference(ref);
     const { promise } = this.pulls.run(key, async () => {
       this.activePulls++;
+      const started = process.hrtime.bigint();
+      let bytes = 0;
+      // This pull's own byte count, for its throughput; the shared observer still sees every chunk.
+      const observer: PullObserver = {
+        bytes: (n) => {
+          bytes += n;
+          this.observer.bytes(n);
+        },
+        layerReused: () => this.observer.layerReused(),
+      };
       try {
-        const deps = { registry: this.registry, blobs: this.blobs, layers: this.layers, config: this.config, log: this.log, observer: this.observer };
-        return await this.images.save(await pullImage(deps, ref, auth, signal));
+        const deps = { registry: this.registry, blobs: this.blobs, layers: this.layers, config: this.config, log: this.log, observer };
+        const record = await this.images.save(await pullImage(deps, ref, auth, signal));
+        this.observer.pulled?.(bytes, Number(process.hrtime.bigint() - started) / 1e9);
+        return record;
       } finally {
         this.activePulls--;
         if (this.activePulls === 0 && this.gcPending) await this.collectGarbage();

@@ -22,6 +22,8 @@ import type { Credentials, RegistryClient } from './registry-client';
 export interface PullObserver {
   bytes(n: number): void;
   layerReused(): void;
+  /** Once per successful pull (shared by the callers a single flight joins): layer bytes it downloaded, and its time. */
+  pulled?(bytes: number, seconds: number): void;
 }
 
 export interface PullLog {

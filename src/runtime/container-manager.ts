@@ -15,10 +15,12 @@ import { nowNs } from '../common/time';
 import type { ImageManager } from '../image/image-manager';
 import { parseImageConfig, type ImageConfigDoc } from '../image/image-config';
 import type { ContainerConfig__Output } from '../server/generated/runtime/v1/ContainerConfig';
+import type { ContainerEventType__Output } from '../server/generated/runtime/v1/ContainerEventType';
 import type { LinuxContainerResources__Output } from '../server/generated/runtime/v1/LinuxContainerResources';
 import { writeFileAtomic } from '../storage/atomic-file';
 import { NameRegistry, ObjectStore } from '../storage/object-store';
 import { mountRootfs, removeRootfs, rootfsPaths } from '../storage/rootfs';
+import { watchExitDir, type ExitWatcher, type ExitWatcherLog } from './exit-watcher';
 import type { CreateOptions, ExitStatus, OciRuntime, RuntimeHandler } from './oci-runtime';
 import type { OciResources } from './oci-spec';
 import type { SandboxRecord } from './sandbox-manager';
@@ -64,6 +66,8 @@ export interface ContainerDeps {
   pidsLimit: () => number;
   /** Told once per container the kernel killed for memory (berth_containers_oom_total). */
   onOomKilled?: (c: ContainerRecord) => void;
+  /** Told of each lifecycle transition once it is checkpointed (GetContainerEvents); must not throw. */
+  onEvent?: (type: ContainerEventType__Output, c: ContainerRecord) => void;
 }
 
 // The kubelet's default set (CRI-O's default_capabilities), documented in the README.
@@ -79,6 +83,11 @@ export class ContainerManager {
   /** Per container: the exit dir stamp at which its exit file was last found absent. */
   private readonly noExitAt = new Map<string, string>();
   private readonly imageConfigs = new Map<string, ImageConfigDoc>();
+  /** Containers whose exit was reported (a STOPPED event): a container exits once, whoever notices it. */
+  private readonly exitReported = new Set<string>();
+  /** Containers inside start(), and those of them whose exit file appeared meanwhile (looked at once started). */
+  private readonly starting = new Set<string>();
+  private readonly exitsWhileStarting = new Set<string>();
   /** conmon's exit files, one per container id (read by recovery too). */
   readonly exitDir: string;
 
@@ -158,6 +167,7 @@ export class ContainerManager {
         resources: config.linux?.resources ?? null,
       };
       await this.store.put(record);
+      this.deps.onEvent?.('CONTAINER_CREATED_EVENT', record);
       return record;
     } catch (err) {
       const failures = await undo.unwind();
@@ -174,6 +184,7 @@ export class ContainerManager {
       if (current.state !== 'CONTAINER_CREATED') throw failedPrecondition(`container ${c.id} is ${current.state}, not created`);
       const runtime = this.deps.runtime(current.handler);
       let startedAtNs: string;
+      this.starting.add(current.id);
       try {
         // pid > 0: launched by a start that recovery found cut short after `runtime create`.
         if (current.pid === 0) current = { ...current, pid: (await runtime.create(this.launchOptions(current))).pid };
@@ -187,10 +198,20 @@ export class ContainerManager {
         // As containerd does: the kubelet sees an exited container (StartError) and applies the restart policy.
         await runtime.delete(current.id, true).catch(() => undefined);
         const message = err instanceof BerthError ? err.message : errorMessage(err);
-        await this.store.put({ ...current, state: 'CONTAINER_EXITED', exitCode: 128, reason: 'StartError', message, finishedAtNs: nowNs().toString() });
+        this.starting.delete(current.id);
+        this.exitsWhileStarting.delete(current.id);
+        await this.recordExit({ ...current, state: 'CONTAINER_EXITED', exitCode: 128, reason: 'StartError', message, finishedAtNs: nowNs().toString() });
         throw err;
       }
-      await this.store.put({ ...current, state: 'CONTAINER_RUNNING', startedAtNs });
+      const started: ContainerRecord = { ...current, state: 'CONTAINER_RUNNING', startedAtNs };
+      try {
+        await this.store.put(started);
+      } finally {
+        this.starting.delete(current.id);
+      }
+      this.deps.onEvent?.('CONTAINER_STARTED_EVENT', started);
+      // An exit file seen before the record said running (a short-lived process) was skipped: read it now.
+      if (this.exitsWhileStarting.delete(current.id)) this.refresh(started).catch(() => undefined);
     });
   }
 
@@ -238,7 +259,7 @@ export class ContainerManager {
       exit = await runtime.exitStatus(c.id, this.exitDir, c.bundle).catch(() => undefined);
       if (exit || Date.now() >= deadline) break;
     }
-    await this.store.put(exitedRecord(c, exit, exit ? '' : 'stopped while its state was unknown; no exit code was recorded'));
+    await this.recordExit(exitedRecord(c, exit, exit ? '' : 'stopped while its state was unknown; no exit code was recorded'));
   }
 
   private async waitExitRecorded(c: ContainerRecord): Promise<void> {
@@ -261,9 +282,12 @@ export class ContainerManager {
         fs.rm(c.bundle, { recursive: true, force: true }),
         fs.rm(path.join(this.exitDir, c.id), { force: true }),
       ]);
+      const last = this.store.lookup(c.id) ?? c;
       await this.store.delete(c.id);
       this.noExitAt.delete(c.id);
+      this.exitReported.delete(c.id);
       this.names.release(`${c.podId}/${c.name}`, c.id);
+      this.deps.onEvent?.('CONTAINER_DELETED_EVENT', last);
     });
   }
 
@@ -385,10 +409,32 @@ export class ContainerManager {
       const exit = await this.deps.runtime(cur.handler).exitStatus(cur.id, this.exitDir, cur.bundle);
       if (!exit) return cur;
       const next = exitedRecord(cur, exit);
-      await this.store.put(next);
+      await this.recordExit(next);
       if (exit.oomKilled) this.deps.onOomKilled?.(next);
       return next;
     }).promise;
+  }
+
+  /** Checkpoints an exit (refresh, a failed start, recovery) and reports it, once per container whoever records it. */
+  async recordExit(next: ContainerRecord): Promise<void> {
+    await this.store.put(next);
+    // Checked after the write and without an await in between: of two overlapping writers, exactly one reports.
+    if (this.exitReported.has(next.id)) return;
+    this.exitReported.add(next.id);
+    this.deps.onEvent?.('CONTAINER_STOPPED_EVENT', next);
+  }
+
+  /** Notices exits as conmon records them (see exit-watcher.ts), so they are reported without a Status or List. */
+  watchExits(log: ExitWatcherLog): ExitWatcher {
+    const quietly = (p: Promise<unknown>): void => {
+      p.catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'cannot read exit files; Status and List will look again'));
+    };
+    const seen = (id: string): void => {
+      const c = this.store.lookup(id);
+      if (this.starting.has(id)) this.exitsWhileStarting.add(id);
+      else if (c) quietly(this.refresh(c));
+    };
+    return watchExitDir(this.exitDir, seen, () => quietly(this.list()), log);
   }
 }
 

@@ -196,7 +196,7 @@ class Recovery {
       if (c.state === 'CONTAINER_CREATED' && !(st && st.status !== 'created' && st.status !== 'unknown')) return await this.reconcileCreated(c, st);
       if (!st) {
         next = exitedRecord(c, undefined, 'the runtime no longer knows this container and conmon recorded no exit code: it ended while berth was down (host reboot?)');
-        await containers.store.put(next);
+        await containers.recordExit(next);
         return this.exitedWhileDown(next, 'container is gone from the runtime; reported as exited (255)');
       }
       if (st.status === 'stopped') {
@@ -204,7 +204,7 @@ class Recovery {
         next = (await this.conmonAlive(c)) ? await this.waitExit(c) : c;
         if (next.state !== 'CONTAINER_EXITED') {
           next = exitedRecord(c, undefined, 'the container has stopped but conmon recorded no exit code (conmon gone?)');
-          await containers.store.put(next);
+          await containers.recordExit(next);
         }
         return this.exitedWhileDown(next, 'container exited while berth was down');
       }
@@ -238,7 +238,7 @@ class Recovery {
     const { containers } = this.deps;
     if (this.rebooted) {
       const next = exitedRecord(c, undefined, 'never started: the host rebooted, so its pod is gone; the runtime has no such container and conmon recorded no exit');
-      await containers.store.put(next);
+      await containers.recordExit(next);
       return this.exitedWhileDown(next, 'a created container did not survive the reboot; reported as exited (255)');
     }
     if (st?.status === 'created' && st.pid > 0 && (await this.conmonAlive(c))) {
@@ -265,7 +265,7 @@ class Recovery {
     const exit = await this.deps.containers.runtimeOf(c).exitStatus(c.id, this.exitDir, c.bundle);
     if (!exit) return c;
     const next = exitedRecord(c, exit);
-    await this.deps.containers.store.put(next);
+    await this.deps.containers.recordExit(next);
     return next;
   }
 

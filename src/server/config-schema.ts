@@ -23,6 +23,7 @@ export interface ApiConfig {
   socket_group: string;
   max_message_bytes: number;
   shutdown_timeout_seconds: number;
+  container_events_queue_size: number;
 }
 export interface RuntimeConfig {
   default_handler: string;
@@ -221,6 +222,7 @@ const ROWS = [
   str('api.socket_group', '', RESTART, 'Group owning the API socket (mode 0660): a name or gid; "" = root\'s group.', group),
   int('api.max_message_bytes', 16 * MiB, RESTART, 'Largest gRPC message accepted or sent, 1 MiB..256 MiB.', MiB, 256 * MiB),
   int('api.shutdown_timeout_seconds', 10, LIVE, 'How long shutdown waits for in-flight calls, 0..600.', 0, 600),
+  int('api.container_events_queue_size', 1000, LIVE, 'Events a GetContainerEvents subscriber may lag behind before it is dropped, 1..1000000.', 1, 1_000_000),
 
   str('runtime.default_handler', 'runc', LIVE, 'Handler used when a pod names no runtime handler.', nonEmpty),
   str('runtime.cgroup_driver', 'cgroupfs', RESTART, `Cgroup manager: ${CGROUP_DRIVERS.join(', ')}.`, oneOf(CGROUP_DRIVERS)),

@@ -27,6 +27,8 @@ export interface LoadOptions {
 }
 export interface ParsedArgs {
   command: Command;
+  /** Words after the command (only `status` takes any: what to show). */
+  rest: string[];
   configFile?: string;
   configDir?: string;
   flags: Record<string, string>;
@@ -312,7 +314,7 @@ export function loadConfig(opts: LoadOptions = {}): BerthConfig {
 
 /** argv without node and the script: `berth [command] [--config FILE] [--config-dir DIR] [--flag value | --flag=value]...` */
 export function parseArgs(argv: string[]): ParsedArgs {
-  const out: ParsedArgs = { command: 'run', flags: {} };
+  const out: ParsedArgs = { command: 'run', rest: [], flags: {} };
   let command: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
@@ -338,6 +340,8 @@ export function parseArgs(argv: string[]): ParsedArgs {
       }
     } else if (arg.startsWith('-') && arg !== '-') {
       throw new ConfigError(COMMAND_LINE, '', `unknown flag ${arg}`);
+    } else if (command === 'status') {
+      out.rest.push(arg);
     } else if (command !== undefined) {
       throw new ConfigError(COMMAND_LINE, '', `unexpected argument "${arg}"`);
     } else {

@@ -6,6 +6,7 @@ import { deadlineExceeded, invalidArgument } from '../common/errors';
 import type { ContainerRecord } from '../runtime/container-manager';
 import type { Container } from './generated/runtime/v1/Container';
 import type { ContainerFilter__Output } from './generated/runtime/v1/ContainerFilter';
+import type { ContainerStatus } from './generated/runtime/v1/ContainerStatus';
 import type { ContainerStatusRequest__Output } from './generated/runtime/v1/ContainerStatusRequest';
 import type { ContainerStatusResponse } from './generated/runtime/v1/ContainerStatusResponse';
 import type { CreateContainerRequest__Output } from './generated/runtime/v1/CreateContainerRequest';
@@ -66,29 +67,31 @@ export function containerStatus(s: ServerContext): UnaryHandler<ContainerStatusR
     const c = await s.containers.status(required(req.container_id, 'container_id'));
     const info: Record<string, string> = {};
     if (req.verbose) info['info'] = JSON.stringify({ pid: c.pid, sandboxID: c.podId, runtime: c.handler, bundle: c.bundle, user: c.user, runtimeSpec: await runtimeSpec(c) });
-    return {
-      status: {
-        id: c.id,
-        metadata: c.config.metadata,
-        state: c.state,
-        created_at: c.createdAtNs,
-        started_at: c.startedAtNs,
-        finished_at: c.finishedAtNs,
-        exit_code: c.exitCode,
-        image: { image: c.imageName },
-        image_ref: c.imageId,
-        image_id: c.imageId,
-        reason: c.reason,
-        message: c.message,
-        labels: c.config.labels,
-        annotations: c.config.annotations,
-        mounts: c.config.mounts,
-        log_path: c.logPath,
-        resources: { linux: c.resources },
-        user: { linux: { uid: String(c.user.uid), gid: String(c.user.gid), supplemental_groups: c.user.additionalGids.map(String) } },
-      },
-      info,
-    };
+    return { status: containerStatusOf(c), info };
+  };
+}
+
+/** A container's ContainerStatus as ContainerStatus answers it (GetContainerEvents carries the same). */
+export function containerStatusOf(c: ContainerRecord): ContainerStatus {
+  return {
+    id: c.id,
+    metadata: c.config.metadata,
+    state: c.state,
+    created_at: c.createdAtNs,
+    started_at: c.startedAtNs,
+    finished_at: c.finishedAtNs,
+    exit_code: c.exitCode,
+    image: { image: c.imageName },
+    image_ref: c.imageId,
+    image_id: c.imageId,
+    reason: c.reason,
+    message: c.message,
+    labels: c.config.labels,
+    annotations: c.config.annotations,
+    mounts: c.config.mounts,
+    log_path: c.logPath,
+    resources: { linux: c.resources },
+    user: { linux: { uid: String(c.user.uid), gid: String(c.user.gid), supplemental_groups: c.user.additionalGids.map(String) } },
   };
 }
 

@@ -5,6 +5,7 @@ import type { StorageLayout } from '../storage/layout';
 import type { ImageManager } from '../image/image-manager';
 import type { SandboxManager } from '../runtime/sandbox-manager';
 import type { ContainerManager } from '../runtime/container-manager';
+import type { ContainerEvents } from './container-events';
 
 /** What handlers share: the live config (replaced on SIGHUP), logging, metrics, and where state lives. */
 export interface ServerContext {
@@ -17,6 +18,7 @@ export interface ServerContext {
   readonly images: ImageManager;
   readonly sandboxes: SandboxManager;
   readonly containers: ContainerManager;
+  readonly events: ContainerEvents;
 }
 
 /** Node-level settings the kubelet pushes with UpdateRuntimeConfig. */

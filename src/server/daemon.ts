@@ -16,8 +16,10 @@ import { SandboxManager } from '../runtime/sandbox-manager';
 import { storageLayout } from '../storage/layout';
 import { applyLive, BerthConfig, diffConfig } from './config';
 import type { ServerContext } from './context';
+import { containerEvent, ContainerEvents } from './container-events';
 import { imageService } from './image-service';
 import type { Logger } from './log';
+import { introspection } from './introspection';
 import { Metrics, serveMetrics } from './metrics';
 import { loadCri } from './proto';
 import { bindService } from './rpc';
@@ -35,6 +37,8 @@ export class Daemon {
     private readonly network: CniNetwork,
     private readonly metricsServer: http.Server | undefined,
     readonly metricsPort: number | undefined,
+    /** Run first on stop: what would hold the shutdown up (endless event streams) or outlive it (watches). */
+    private readonly closeOnStop: (() => void)[] = [],
   ) {}
 
   static async start(cfg: BerthConfig, log: Logger): Promise<Daemon> {
@@ -49,12 +53,20 @@ export class Daemon {
 
     const metrics = new Metrics();
     const current = { cfg };
+    const events = new ContainerEvents({
+      queueSize: () => current.cfg.api.container_events_queue_size,
+      onDropped: (lost) => metrics.containerEventsDropped.inc(lost),
+    });
     const cleanup = new CleanupStack();
     try {
       await prepareSocketPath(cfg.api.listen);
       const images = new ImageManager(layout.imageStore, () => current.cfg.image, log, {
         bytes: (n) => metrics.imagePullBytes.inc(n),
         layerReused: () => metrics.imageLayerReuse.inc(),
+        // A pull whose layers were all in the store downloaded nothing: it has no throughput to tell.
+        pulled: (bytes, seconds) => {
+          if (bytes > 0 && seconds > 0) metrics.imagePullThroughput.observe(bytes / seconds);
+        },
       });
       await images.init();
       cleanup.push('release the storage lock', () => images.close());
@@ -96,6 +108,13 @@ export class Daemon {
           metrics.containersOom.inc();
           metrics.containersOomByName.inc({ name: c.config.metadata?.name ?? c.name });
         },
+        onEvent: (type, c) => {
+          try {
+            events.publish(() => containerEvent({ sandboxes, containers }, type, c));
+          } catch (err) {
+            log.error({ err, id: c.id, type }, 'cannot publish a container event');
+          }
+        },
       });
       sandboxes.containers = containers;
       images.imageUser = (imageId) => containers.userOf(imageId);
@@ -120,6 +139,13 @@ export class Daemon {
         releaseOrphanNetworks: (isKnown) => network.releaseOrphans(isKnown),
         log,
       });
+      // Exits are noticed as conmon records them, not only when the kubelet asks (STOPPED events stay timely).
+      const exitWatch = containers.watchExits(log);
+      cleanup.push('stop watching container exits', () => exitWatch.close());
+      metrics.observe({
+        containersRunning: async () => (await containers.list()).filter((c) => c.state === 'CONTAINER_RUNNING').length,
+        podsRunning: () => sandboxes.list().filter((p) => p.state === 'SANDBOX_READY').length,
+      });
       const ctx: ServerContext = {
         version: packageVersion(),
         config: () => current.cfg,
@@ -130,6 +156,7 @@ export class Daemon {
         images,
         sandboxes,
         containers,
+        events,
       };
       const server = await serveCri(ctx, cfg);
       cleanup.push('close the CRI socket', async () => {
@@ -140,13 +167,13 @@ export class Daemon {
       let metricsPort: number | undefined;
       if (cfg.metrics.enabled) {
         try {
-          ({ server: metricsServer, port: metricsPort } = await serveMetrics(metrics, cfg.metrics.address));
+          ({ server: metricsServer, port: metricsPort } = await serveMetrics(metrics, cfg.metrics.address, introspection(ctx)));
         } catch (err) {
           throw new BerthError('UNAVAILABLE', `cannot serve metrics on ${cfg.metrics.address}: ${errnoCode(err) ?? String(err)}`);
         }
       }
       log.info({ socket: cfg.api.listen, metricsPort: metricsPort ?? null, version: ctx.version }, 'berth is serving');
-      return new Daemon(current, log, server, images, network, metricsServer, metricsPort);
+      return new Daemon(current, log, server, images, network, metricsServer, metricsPort, [() => events.shutdown(), () => exitWatch.close()]);
     } catch (err) {
       for (const failure of await cleanup.unwind()) log.warn({ err: failure.err }, `start-up cleanup failed: ${failure.what}`);
       throw err;
@@ -169,6 +196,7 @@ export class Daemon {
 
   /** Stops accepting calls, lets in-flight ones finish for up to the shutdown timeout, then closes. Containers stay. */
   async stop(): Promise<void> {
+    for (const close of this.closeOnStop) close();
     const timeoutMs = this.current.cfg.api.shutdown_timeout_seconds * 1000;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {

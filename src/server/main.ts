@@ -11,6 +11,7 @@ const USAGE = `usage: berth [command] [--config FILE] [--config-dir DIR] [--<opt
 commands:
   run       serve the CRI on the configured unix socket (the default)
   config    print the effective configuration as commented TOML
+  status    ask the running daemon (its metrics address): status [info|config|containers ID|pods ID]
   version   print berth's version
   help      print this text
 
@@ -43,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(renderConfig(cfg));
     return 0;
   }
+  if (args.command === 'status') return statusCommand(cfg, args.rest);
   return serve(cfg, () => loadConfig(args));
 }
 
@@ -100,3 +102,28 @@ async function serve(cfg: BerthConfig, reread: () => BerthConfig): Promise<numbe
   });
 }
 
+
+/** `berth status`: what the running daemon's introspection endpoint says (see introspection.ts). */
+async function statusCommand(cfg: BerthConfig, rest: string[]): Promise<number> {
+  const [what = 'info', id, extra] = rest;
+  const paths: Record<string, string | undefined> = { info: '/info', config: '/config', containers: id && `/containers/${id}`, pods: id && `/pods/${id}` };
+  const route = paths[what];
+  if (!route || extra !== undefined || ((what === 'info' || what === 'config') && id !== undefined)) {
+    process.stderr.write('berth: usage: berth status [info | config | containers ID | pods ID]\n');
+    return 2;
+  }
+  if (!cfg.metrics.enabled) {
+    process.stderr.write('berth: status needs the metrics endpoint (metrics.enabled = false in the config)\n');
+    return 1;
+  }
+  const url = `http://${cfg.metrics.address}${route}`;
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+    const body = await res.text();
+    (res.ok ? process.stdout : process.stderr).write(body.endsWith('\n') ? body : `${body}\n`);
+    return res.ok ? 0 : 1;
+  } catch (err) {
+    process.stderr.write(`berth: cannot reach the daemon at ${url}: ${errorMessage(err)}\n`);
+    return 1;
+  }
+}

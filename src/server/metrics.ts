@@ -2,7 +2,18 @@
 // included, and the /metrics HTTP endpoint.
 import http from 'node:http';
 import { AddressInfo } from 'node:net';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { IntrospectionRoutes } from './introspection';
+import { countDefunct } from './defunct-processes';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** Where the gauges computed at scrape time read the node's state (set once the managers exist). */
+export interface MetricSources {
+  containersRunning(): Promise<number>;
+  podsRunning(): number;
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -17,6 +28,14 @@ export class Metrics {
   readonly cniDuration: Histogram<'op' | 'plugin'>;
   readonly cniErrors: Counter<'op' | 'plugin'>;
   readonly containersOomByName: Counter<'name'>;
+  readonly containersRunning: Gauge;
+  readonly podsRunning: Gauge;
+  readonly containerEventsDropped: Counter;
+  readonly processesDefunct: Gauge;
+  readonly imagePullThroughput: Histogram;
+  /** Exec, attach and port-forward sessions open on the streaming server (it moves this). */
+  readonly streamsActive: Gauge;
+  private sources: MetricSources | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -85,6 +104,45 @@ export class Metrics {
       labelNames: ['name'],
       registers: [this.registry],
     });
+    this.containersRunning = new Gauge({
+      name: 'berth_containers_running',
+      help: 'Containers in state running.',
+      registers: [this.registry],
+      collect: async () => this.containersRunning.set((await this.sources?.containersRunning()) ?? 0),
+    });
+    this.podsRunning = new Gauge({
+      name: 'berth_pods_running',
+      help: 'Pod sandboxes in state ready.',
+      registers: [this.registry],
+      collect: () => this.podsRunning.set(this.sources?.podsRunning() ?? 0),
+    });
+    this.containerEventsDropped = new Counter({
+      name: 'berth_container_events_dropped_total',
+      help: 'Container events a GetContainerEvents subscriber lost when it fell a whole queue behind and was dropped.',
+      registers: [this.registry],
+    });
+    this.processesDefunct = new Gauge({
+      name: 'berth_processes_defunct',
+      help: 'Zombie (defunct) processes on the host.',
+      registers: [this.registry],
+      collect: async () => this.processesDefunct.set(await countDefunct()),
+    });
+    this.imagePullThroughput = new Histogram({
+      name: 'berth_image_pull_throughput_bytes_per_second',
+      help: 'Download throughput of each successful image pull that fetched layers: its bytes over its duration.',
+      buckets: [64 * KiB, 256 * KiB, MiB, 4 * MiB, 16 * MiB, 64 * MiB, 256 * MiB, 1024 * MiB],
+      registers: [this.registry],
+    });
+    this.streamsActive = new Gauge({
+      name: 'berth_streams_active',
+      help: 'Exec, attach and port-forward sessions open on the streaming server.',
+      registers: [this.registry],
+    });
+  }
+
+  /** Lets the scrape-time gauges read the managers. */
+  observe(sources: MetricSources): void {
+    this.sources = sources;
   }
 }
 
@@ -95,12 +153,18 @@ export function parseHostPort(address: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
 }
 
-export async function serveMetrics(metrics: Metrics, address: string): Promise<{ server: http.Server; port: number }> {
+export async function serveMetrics(metrics: Metrics, address: string, routes?: IntrospectionRoutes): Promise<{ server: http.Server; port: number }> {
   const { host, port } = parseHostPort(address);
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' || path !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /metrics\n');
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const notFound = (): void => void res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /metrics, /info, /config, /containers/<id> or /pods/<id>\n');
+    if (req.method !== 'GET') return notFound();
+    if (path !== '/metrics') {
+      if (!routes) return notFound();
+      routes(path).then(
+        (reply) => (reply ? void res.writeHead(reply.status, { 'content-type': reply.contentType }).end(reply.body) : notFound()),
+        (err: unknown) => void res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),
+      );
       return;
     }
     metrics.registry.metrics().then(

@@ -7,6 +7,7 @@ import type { ListPodSandboxRequest__Output } from './generated/runtime/v1/ListP
 import type { ListPodSandboxResponse } from './generated/runtime/v1/ListPodSandboxResponse';
 import type { PodSandbox } from './generated/runtime/v1/PodSandbox';
 import type { PodSandboxFilter__Output } from './generated/runtime/v1/PodSandboxFilter';
+import type { PodSandboxStatus } from './generated/runtime/v1/PodSandboxStatus';
 import type { PodSandboxStatusRequest__Output } from './generated/runtime/v1/PodSandboxStatusRequest';
 import type { PodSandboxStatusResponse } from './generated/runtime/v1/PodSandboxStatusResponse';
 import type { RemovePodSandboxRequest__Output } from './generated/runtime/v1/RemovePodSandboxRequest';
@@ -47,22 +48,22 @@ export function removePodSandbox(s: ServerContext): UnaryHandler<RemovePodSandbo
 export function podSandboxStatus(s: ServerContext): UnaryHandler<PodSandboxStatusRequest__Output, PodSandboxStatusResponse> {
   return async (req) => {
     const pod = s.sandboxes.get(required(req.pod_sandbox_id, 'pod_sandbox_id'));
-    const opts = pod.config.linux?.security_context?.namespace_options;
-    const [ip, ...more] = pod.ips;
     const info: Record<string, string> = {};
     if (req.verbose) {
       info['info'] = JSON.stringify({ pid: pod.pausePid ?? 0, namespaces: pod.namespaces, cgroupParent: pod.cgroupParent, runtimeHandler: pod.runtimeHandler, config: pod.config });
     }
-    return {
-      status: {
-        ...summary(pod),
-        network: { ip: ip ?? '', additional_ips: more.map((x) => ({ ip: x })) },
-        linux: { namespaces: { options: { network: opts?.network ?? 'POD', pid: opts?.pid ?? 'CONTAINER', ipc: opts?.ipc ?? 'POD', target_id: opts?.target_id ?? '' } } },
-      },
-      info,
-      containers_statuses: [],
-      timestamp: nowNs().toString(),
-    };
+    return { status: podSandboxStatusOf(pod), info, containers_statuses: [], timestamp: nowNs().toString() };
+  };
+}
+
+/** A pod's PodSandboxStatus as PodSandboxStatus answers it (GetContainerEvents carries the same). */
+export function podSandboxStatusOf(pod: SandboxRecord): PodSandboxStatus {
+  const opts = pod.config.linux?.security_context?.namespace_options;
+  const [ip, ...more] = pod.ips;
+  return {
+    ...summary(pod),
+    network: { ip: ip ?? '', additional_ips: more.map((x) => ({ ip: x })) },
+    linux: { namespaces: { options: { network: opts?.network ?? 'POD', pid: opts?.pid ?? 'CONTAINER', ipc: opts?.ipc ?? 'POD', target_id: opts?.target_id ?? '' } } },
   };
 }
 

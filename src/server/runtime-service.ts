@@ -2,17 +2,21 @@
 import type { RuntimeServiceHandlers } from './generated/runtime/v1/RuntimeService';
 import type { ServerContext } from './context';
 import { checkpointContainer } from './checkpoint-container';
+import { getContainerEvents } from './container-events';
 import { containerStatus, createContainer, execSync, listContainers, removeContainer, reopenContainerLog, startContainer, stopContainer, streamContainers, updateContainerResources } from './container';
 import { notImplemented } from './not-implemented';
+import { listMetricDescriptors, listPodSandboxMetrics, streamPodSandboxMetrics } from './pod-metrics';
 import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox, streamPodSandboxes } from './pod-sandbox';
 import type { ServiceImpl } from './rpc';
 import { runtimeConfig } from './runtime-config';
+import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats, statsCollector, streamContainerStats, streamPodSandboxStats } from './stats';
 import { status } from './status';
 import { updatePodSandboxResources } from './update-pod-sandbox-resources';
 import { updateRuntimeConfig } from './update-runtime-config';
 import { version } from './version';
 
 export function runtimeService(s: ServerContext): ServiceImpl<RuntimeServiceHandlers> {
+  const stats = statsCollector(s);
   return {
     Version: version(s),
     Status: status(s),
@@ -37,17 +41,17 @@ export function runtimeService(s: ServerContext): ServiceImpl<RuntimeServiceHand
     Exec: notImplemented('Exec'),
     Attach: notImplemented('Attach'),
     PortForward: notImplemented('PortForward'),
-    ContainerStats: notImplemented('ContainerStats'),
-    ListContainerStats: notImplemented('ListContainerStats'),
-    StreamContainerStats: notImplemented('StreamContainerStats'),
-    PodSandboxStats: notImplemented('PodSandboxStats'),
-    ListPodSandboxStats: notImplemented('ListPodSandboxStats'),
-    StreamPodSandboxStats: notImplemented('StreamPodSandboxStats'),
+    ContainerStats: containerStats(s, stats),
+    ListContainerStats: listContainerStats(s, stats),
+    StreamContainerStats: streamContainerStats(s, stats),
+    PodSandboxStats: podSandboxStats(s, stats),
+    ListPodSandboxStats: listPodSandboxStats(s, stats),
+    StreamPodSandboxStats: streamPodSandboxStats(s, stats),
     CheckpointContainer: checkpointContainer(s),
-    GetContainerEvents: notImplemented('GetContainerEvents'),
-    ListMetricDescriptors: notImplemented('ListMetricDescriptors'),
-    ListPodSandboxMetrics: notImplemented('ListPodSandboxMetrics'),
-    StreamPodSandboxMetrics: notImplemented('StreamPodSandboxMetrics'),
+    GetContainerEvents: getContainerEvents(s),
+    ListMetricDescriptors: listMetricDescriptors(),
+    ListPodSandboxMetrics: listPodSandboxMetrics(s, stats),
+    StreamPodSandboxMetrics: streamPodSandboxMetrics(s, stats),
     UpdatePodSandboxResources: updatePodSandboxResources(s),
   };
 }

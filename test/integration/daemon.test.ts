@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { packageVersion } from '../../src/common/package-root';
 import { loadCri } from '../../src/server/proto';
 import { CriClient } from '../helpers/cri-client';
-import { startDaemon, TestDaemon } from '../helpers/daemon';
+import { runBerth, startDaemon, TestDaemon } from '../helpers/daemon';
 
 const BRIDGE_CONFLIST = JSON.stringify({
   cniVersion: '1.0.0',
@@ -97,7 +97,9 @@ describe('berth daemon', () => {
     const names = services.flatMap((s) => Object.keys(s));
     expect(names).toHaveLength(41);
     const raw = new grpc.Client(`unix:${d.socket}`, grpc.credentials.createInsecure());
-    const real = new Set(['CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer', 'ContainerStatus', 'ListContainers', 'StreamContainers', 'UpdateContainerResources', 'ReopenContainerLog', 'ExecSync', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus', 'ListPodSandbox', 'StreamPodSandboxes', 'Version', 'Status', 'RuntimeConfig', 'UpdateRuntimeConfig', 'ImageFsInfo', 'ListImages', 'StreamImages', 'ImageStatus', 'PullImage', 'RemoveImage']);
+    // Streams that stay open until the client leaves: cancelled after a moment, they must not have said UNIMPLEMENTED.
+    const endless = new Set(['GetContainerEvents']);
+    const real = new Set([...endless, 'CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer', 'ContainerStatus', 'ListContainers', 'StreamContainers', 'UpdateContainerResources', 'ReopenContainerLog', 'ExecSync', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus', 'ListPodSandbox', 'StreamPodSandboxes', 'Version', 'Status', 'RuntimeConfig', 'UpdateRuntimeConfig', 'ImageFsInfo', 'ListImages', 'StreamImages', 'ImageStatus', 'PullImage', 'RemoveImage', 'UpdatePodSandboxResources', 'CheckpointContainer', 'ContainerStats', 'ListContainerStats', 'StreamContainerStats', 'PodSandboxStats', 'ListPodSandboxStats', 'StreamPodSandboxStats', 'ListMetricDescriptors', 'ListPodSandboxMetrics', 'StreamPodSandboxMetrics']);
     for (const service of services) {
       for (const [name, def] of Object.entries(service)) {
         const err = await new Promise<grpc.ServiceError | null>((resolve) => {
@@ -106,6 +108,7 @@ describe('berth daemon', () => {
             stream.on('data', () => undefined);
             stream.on('error', (e) => resolve(e as grpc.ServiceError));
             stream.on('end', () => resolve(null));
+            if (endless.has(name)) setTimeout(() => stream.cancel(), 300);
           } else {
             raw.makeUnaryRequest(def.path, def.requestSerialize, def.responseDeserialize, {}, (e) => resolve(e));
           }
@@ -143,6 +146,30 @@ describe('berth daemon', () => {
     expect(text).toMatch(/^process_cpu_user_seconds_total \d/m);
     expect(text).toMatch(/^nodejs_heap_size_used_bytes \d/m);
     expect((await fetch(`http://127.0.0.1:${d.metricsPort}/nope`)).status).toBe(404);
+  });
+
+  it('answers /info, /config, /pods/<id> and /containers/<id> on the metrics port, and `berth status` prints them', async () => {
+    const base = `http://127.0.0.1:${d.metricsPort}`;
+    const info = (await (await fetch(`${base}/info`)).json()) as Record<string, unknown>;
+    expect(info).toMatchObject({ cgroup_driver: 'cgroupfs', default_handler: 'runc', storage_root: d.root, state_dir: d.stateDir });
+    expect(await (await fetch(`${base}/config`)).text()).toContain('[runtime]');
+    const pod = (await c.runtime.RunPodSandbox({ config: { metadata: { name: 'intro', namespace: 'default', uid: 'intro-uid', attempt: 0 }, linux: { security_context: { namespace_options: { network: 'NODE' } } } } })).pod_sandbox_id;
+    try {
+      expect(await (await fetch(`${base}/pods/${pod.slice(0, 12)}`)).json()).toMatchObject({ id: pod, name: 'intro', namespace: 'default', state: 'SANDBOX_READY', containers: [] });
+      const missing = await fetch(`${base}/containers/${'0'.repeat(64)}`);
+      expect(missing.status).toBe(404);
+      expect(await missing.json()).toMatchObject({ error: expect.stringContaining('not found') });
+      const flags = ['--config', d.configFile, '--config-dir', d.configDir, '--metrics-address', `127.0.0.1:${d.metricsPort}`];
+      const out = await runBerth(['status', ...flags]);
+      expect(out.code).toBe(0);
+      expect(JSON.parse(out.stdout)).toMatchObject({ cgroup_driver: 'cgroupfs', pods: 1 });
+      const podOut = await runBerth(['status', 'pods', pod, ...flags]);
+      expect(JSON.parse(podOut.stdout)).toMatchObject({ id: pod });
+      expect(await runBerth(['status', 'containers', ...flags])).toMatchObject({ code: 2, stderr: expect.stringContaining('usage: berth status') });
+      expect(await runBerth(['status', 'containers', 'f'.repeat(64), ...flags])).toMatchObject({ code: 1, stderr: expect.stringContaining('not found') });
+    } finally {
+      await c.runtime.RemovePodSandbox({ pod_sandbox_id: pod });
+    }
   });
 
   it('keeps the socket 0660 in a directory others cannot enter', () => {

@@ -277,7 +277,9 @@ describe('reload diff and JSON', () => {
 
 describe('parseArgs', () => {
   test('command defaults to run; known commands are recognised', () => {
-    expect(parseArgs([])).toEqual({ command: 'run', flags: {} });
+    expect(parseArgs([])).toEqual({ command: 'run', rest: [], flags: {} });
+    expect(parseArgs(['status', 'containers', 'abc'])).toMatchObject({ command: 'status', rest: ['containers', 'abc'] });
+    expect(() => parseArgs(['config', 'extra'])).toThrow('unexpected argument "extra"');
     for (const c of ['run', 'config', 'version', 'status', 'help']) expect(parseArgs([c]).command).toBe(c);
   });
 
@@ -285,6 +287,7 @@ describe('parseArgs', () => {
     const args = parseArgs(['--config', '/c.toml', 'config', '--config-dir=/d', '--log-level=debug', '--streaming-port', '0']);
     expect(args).toEqual({
       command: 'config',
+      rest: [],
       configFile: '/c.toml',
       configDir: '/d',
       flags: { 'log-level': 'debug', 'streaming-port': '0' },
