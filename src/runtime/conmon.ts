@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { BerthError, errnoCode, errorMessage, invalidArgument, notFound } from '../common/errors';
+import { execPiped, execTty, type PipedExec, type TtyExec } from './stream-io';
 import type { CreateOptions, CreateResult, ExecSyncOptions, ExecSyncResult, ExitStatus, OciRuntime, RuntimeState } from './oci-runtime';
 
 const ENV_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
@@ -280,6 +281,14 @@ export class ConmonRuntime implements OciRuntime {
     if (k && !(await waitFor(() => exists(k.logPath), REOPEN_WAIT_MS))) {
       throw new BerthError('DEADLINE_EXCEEDED', `reopen log of ${id}: conmon did not recreate ${k.logPath} within ${REOPEN_WAIT_MS} ms`);
     }
+  }
+
+  async execStream(id: string, cmd: string[], opts: { tty: boolean; rows?: number; cols?: number }): Promise<TtyExec | PipedExec> {
+    checkId(id);
+    if (cmd.length === 0 || cmd.some((a) => typeof a !== 'string' || a.includes('\0'))) throw invalidArgument(`exec in ${id}: command must be non-empty strings without NUL`);
+    const proc = await this.execProcess(id, cmd, []);
+    const base = { runtimePath: this.runtimePath, root: this.root, id, process: proc };
+    return opts.tty ? execTty({ ...base, ...(opts.rows ? { rows: opts.rows } : {}), ...(opts.cols ? { cols: opts.cols } : {}) }) : execPiped(base);
   }
 
   async checkpoint(id: string, imageDir: string, workDir: string, timeoutMs: number): Promise<void> {

@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { BerthError, invalidArgument } from '../common/errors';
 import { ConmonRuntime } from './conmon';
+import type { PipedExec, TtyExec } from './stream-io';
 
 export type ContainerStatus = 'created' | 'running' | 'stopped' | 'paused' | 'unknown';
 
@@ -73,6 +74,8 @@ export interface OciRuntime {
   updateResources(id: string, resources: object): Promise<void>;
   /** Asks conmon to reopen the CRI log file (after the kubelet renamed it for rotation). */
   reopenLog(id: string, persistDir: string): Promise<void>;
+  /** An interactive exec for the streaming server: a real terminal when tty, pipes otherwise. */
+  execStream(id: string, cmd: string[], opts: { tty: boolean; rows?: number; cols?: number }): Promise<TtyExec | PipedExec>;
   /** CRIU checkpoint of a running container into imageDir, leaving it running. */
   checkpoint(id: string, imageDir: string, workDir: string, timeoutMs: number): Promise<void>;
 }
