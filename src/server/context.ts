@@ -6,6 +6,7 @@ import type { ImageManager } from '../image/image-manager';
 import type { SandboxManager } from '../runtime/sandbox-manager';
 import type { ContainerManager } from '../runtime/container-manager';
 import type { ContainerEvents } from './container-events';
+import type { StreamingServer } from './streaming/server';
 
 /** What handlers share: the live config (replaced on SIGHUP), logging, metrics, and where state lives. */
 export interface ServerContext {
@@ -19,6 +20,8 @@ export interface ServerContext {
   readonly sandboxes: SandboxManager;
   readonly containers: ContainerManager;
   readonly events: ContainerEvents;
+  /** The exec/attach/port-forward server (its URLs are what Exec, Attach and PortForward return). */
+  streaming(): StreamingServer;
 }
 
 /** Node-level settings the kubelet pushes with UpdateRuntimeConfig. */

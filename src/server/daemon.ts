@@ -5,7 +5,7 @@ import http from 'node:http';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { CleanupStack } from '../common/cleanup-stack';
-import { BerthError, errnoCode } from '../common/errors';
+import { BerthError, errnoCode, errorMessage } from '../common/errors';
 import { packageVersion } from '../common/package-root';
 import { ImageManager } from '../image/image-manager';
 import { CniNetwork } from '../network/pod-network';
@@ -19,6 +19,8 @@ import type { ServerContext } from './context';
 import { containerEvent, ContainerEvents } from './container-events';
 import { imageService } from './image-service';
 import type { Logger } from './log';
+import { StreamingServer } from './streaming/server';
+import { streamingBackend } from './streaming-backend';
 import { introspection } from './introspection';
 import { Metrics, serveMetrics } from './metrics';
 import { loadCri } from './proto';
@@ -157,7 +159,25 @@ export class Daemon {
         sandboxes,
         containers,
         events,
+        streaming: () => {
+          if (!streaming) throw new BerthError('UNAVAILABLE', 'the streaming server is not running yet');
+          return streaming;
+        },
       };
+      const streaming: StreamingServer = await StreamingServer.start({
+        address: cfg.streaming.address,
+        port: cfg.streaming.port,
+        ...(cfg.streaming.tls_cert_file ? { tls: { certFile: cfg.streaming.tls_cert_file, keyFile: cfg.streaming.tls_key_file } } : {}),
+        tokenTtlMs: () => current.cfg.streaming.token_ttl_seconds * 1000,
+        idleTimeoutMs: () => current.cfg.streaming.idle_timeout_seconds * 1000,
+        backend: streamingBackend(ctx),
+        log,
+        onSession: (delta) => metrics.streamsActive.inc(delta),
+        onError: () => metrics.streamErrors.inc(),
+      }).catch((err: unknown) => {
+        throw new BerthError('UNAVAILABLE', `cannot serve streaming on ${cfg.streaming.address}:${cfg.streaming.port}: ${errorMessage(err)}`);
+      });
+      cleanup.push('close the streaming server', () => streaming.close());
       const server = await serveCri(ctx, cfg);
       cleanup.push('close the CRI socket', async () => {
         server.forceShutdown();
@@ -172,8 +192,8 @@ export class Daemon {
           throw new BerthError('UNAVAILABLE', `cannot serve metrics on ${cfg.metrics.address}: ${errnoCode(err) ?? String(err)}`);
         }
       }
-      log.info({ socket: cfg.api.listen, metricsPort: metricsPort ?? null, version: ctx.version }, 'berth is serving');
-      return new Daemon(current, log, server, images, network, metricsServer, metricsPort, [() => events.shutdown(), () => exitWatch.close()]);
+      log.info({ socket: cfg.api.listen, metricsPort: metricsPort ?? null, streamingPort: streaming.port, version: ctx.version }, 'berth is serving');
+      return new Daemon(current, log, server, images, network, metricsServer, metricsPort, [() => events.shutdown(), () => exitWatch.close(), () => void streaming.close()]);
     } catch (err) {
       for (const failure of await cleanup.unwind()) log.warn({ err: failure.err }, `start-up cleanup failed: ${failure.what}`);
       throw err;

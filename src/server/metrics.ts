@@ -35,6 +35,7 @@ export class Metrics {
   readonly imagePullThroughput: Histogram;
   /** Exec, attach and port-forward sessions open on the streaming server (it moves this). */
   readonly streamsActive: Gauge;
+  readonly streamErrors: Counter;
   private sources: MetricSources | undefined;
 
   constructor() {
@@ -136,6 +137,11 @@ export class Metrics {
     this.streamsActive = new Gauge({
       name: 'berth_streams_active',
       help: 'Exec, attach and port-forward sessions open on the streaming server.',
+      registers: [this.registry],
+    });
+    this.streamErrors = new Counter({
+      name: 'berth_stream_errors_total',
+      help: 'Streaming sessions (exec, attach, port-forward) that ended with an error.',
       registers: [this.registry],
     });
   }

@@ -4,13 +4,13 @@ import type { ServerContext } from './context';
 import { checkpointContainer } from './checkpoint-container';
 import { getContainerEvents } from './container-events';
 import { containerStatus, createContainer, execSync, listContainers, removeContainer, reopenContainerLog, startContainer, stopContainer, streamContainers, updateContainerResources } from './container';
-import { notImplemented } from './not-implemented';
 import { listMetricDescriptors, listPodSandboxMetrics, streamPodSandboxMetrics } from './pod-metrics';
 import { listPodSandbox, podSandboxStatus, removePodSandbox, runPodSandbox, stopPodSandbox, streamPodSandboxes } from './pod-sandbox';
 import type { ServiceImpl } from './rpc';
 import { runtimeConfig } from './runtime-config';
 import { containerStats, listContainerStats, listPodSandboxStats, podSandboxStats, statsCollector, streamContainerStats, streamPodSandboxStats } from './stats';
 import { status } from './status';
+import { attach, exec, portForward } from './stream-rpcs';
 import { updatePodSandboxResources } from './update-pod-sandbox-resources';
 import { updateRuntimeConfig } from './update-runtime-config';
 import { version } from './version';
@@ -38,9 +38,9 @@ export function runtimeService(s: ServerContext): ServiceImpl<RuntimeServiceHand
     UpdateContainerResources: updateContainerResources(s),
     ReopenContainerLog: reopenContainerLog(s),
     ExecSync: execSync(s),
-    Exec: notImplemented('Exec'),
-    Attach: notImplemented('Attach'),
-    PortForward: notImplemented('PortForward'),
+    Exec: exec(s),
+    Attach: attach(s),
+    PortForward: portForward(s),
     ContainerStats: containerStats(s, stats),
     ListContainerStats: listContainerStats(s, stats),
     StreamContainerStats: streamContainerStats(s, stats),

@@ -52,11 +52,14 @@ describe('streaming server', () => {
       backend: {
         exec: (req) => fakeExec(req.cmd),
         attach: () => fakeExec(['echo']),
-        portForward: () => (port) =>
-          new Promise((resolve, reject) => {
-            const s = net.connect(port === 1 ? 1 : echoPort, '127.0.0.1', () => resolve(s));
-            s.once('error', reject);
-          }),
+        portForward: () => (port) => {
+          const stream = net.connect(port === 1 ? 1 : echoPort, '127.0.0.1');
+          const done = new Promise<void>((resolve, reject) => {
+            stream.once('error', reject);
+            stream.once('close', () => resolve());
+          });
+          return { stream, done };
+        },
       },
     });
   });

@@ -8,8 +8,13 @@ import { headerValue } from './spdy-frames';
 import type { SpdySession, SpdyStream } from './spdy-session';
 import type { PortForwardRequest } from './tokens';
 
-/** Opens a connection to the port inside the pod. */
-export type PortConnector = (port: number) => Promise<Duplex>;
+/** A connection to the port inside the pod: `done` rejects (with the reason) when it could not be made or broke. */
+export interface PortConnection {
+  stream: Duplex;
+  done: Promise<void>;
+}
+
+export type PortConnector = (port: number) => PortConnection;
 
 export function parsePort(text: string | undefined): number | undefined {
   if (text === undefined || !/^\d{1,5}$/.test(text)) return undefined;
@@ -60,8 +65,8 @@ export function serveSpdyPortForward(session: SpdySession, req: PortForwardReque
 async function forward(req: PortForwardRequest, port: number, data: SpdyStream, error: SpdyStream, connect: PortConnector): Promise<void> {
   try {
     if (!portAllowed(req, port)) throw new Error(`port ${port} was not named in the PortForward request`);
-    const conn = await connect(port);
-    await splice(data, conn);
+    const conn = connect(port);
+    await Promise.all([splice(data, conn.stream), conn.done]);
     error.end(); // empty: no error (the client reads it to the end)
   } catch (err) {
     error.end(Buffer.from(`error forwarding port ${port} to pod ${req.podId}: ${errorMessage(err)}`));

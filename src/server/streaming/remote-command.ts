@@ -21,6 +21,8 @@ export interface RemoteIo {
   tty: boolean;
   /** Emits 'resize' with a TerminalSize (tty sessions only). */
   resizes: EventEmitter;
+  /** The last size the client sent: a resize may arrive before the command has a terminal to apply it to. */
+  size?: TerminalSize;
 }
 
 /** Runs the command (exec) or joins the container (attach) until it ends; exitCode for exec. */

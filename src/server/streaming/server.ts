@@ -96,7 +96,7 @@ export class StreamingServer {
     socket.write(['HTTP/1.1 101 Switching Protocols', 'Connection: Upgrade', 'Upgrade: SPDY/3.1', ...(protocol ? [`X-Stream-Protocol-Version: ${protocol}`] : []), '', ''].join('\r\n'));
     const session = spdySession(socket, head);
     const served = request.kind === 'portforward' ? serveSpdyPortForward(session, request, this.opts.backend.portForward(request)) : serveRemoteCommand(session, protocol || 'channel.k8s.io', request, this.command(request));
-    this.track(socket, served);
+    this.track(socket, served, `spdy ${request.kind}`);
   }
 
   private upgradeWebSocket(req: http.IncomingMessage, socket: Duplex, head: Buffer, request: StreamRequest): void {
@@ -111,7 +111,7 @@ export class StreamingServer {
         request.kind === 'portforward'
           ? serveWsPortForward(ws, request, ports.length > 0 ? (ports as number[]) : request.ports, this.opts.backend.portForward(request))
           : serveWsRemoteCommand(ws, protocol, request, this.command(request));
-      this.track(socket, served);
+      this.track(socket, served, `ws ${request.kind}`);
     });
   }
 
@@ -119,9 +119,10 @@ export class StreamingServer {
     return req.kind === 'exec' ? this.opts.backend.exec(req) : this.opts.backend.attach(req);
   }
 
-  private track(socket: Duplex, served: Promise<void>): void {
+  private track(socket: Duplex, served: Promise<void>, kind = ''): void {
     this.sockets.add(socket);
     this.opts.onSession?.(1);
+    this.opts.log.debug({ kind }, 'streaming: session started');
     const idle = this.opts.idleTimeoutMs();
     (socket as Socket).setTimeout?.(idle, () => {
       this.opts.log.info({ idleMs: idle }, 'streaming: closing an idle session');
@@ -134,6 +135,7 @@ export class StreamingServer {
         socket.destroy();
       })
       .finally(() => {
+        this.opts.log.debug({ kind }, 'streaming: session over');
         this.sockets.delete(socket);
         this.opts.onSession?.(-1);
       });

@@ -52,8 +52,11 @@ export async function serveRemoteCommand(session: SpdySession, protocol: string,
   }
   const resizes = new EventEmitter();
   const decoder = new ResizeDecoder();
-  streams.get('resize')?.on('data', (b: Buffer) => decoder.push(b, (size) => resizes.emit('resize', size)));
   const io: RemoteIo = { stdin: streams.get('stdin'), stdout: streams.get('stdout'), stderr: streams.get('stderr'), tty: req.tty, resizes };
+  streams.get('resize')?.on('data', (b: Buffer) => decoder.push(b, (size) => {
+    io.size = size;
+    resizes.emit('resize', size);
+  }));
   let result: { exitCode?: number } | Error;
   try {
     result = await command(io, aborter.signal);

@@ -7,7 +7,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { WebSocket, type RawData } from 'ws';
 import { errorMessage } from '../../common/errors';
 import { type PortConnector, portAllowed } from './port-forward';
-import { finalStatus, RemoteCommand, ResizeDecoder, versionOf } from './remote-command';
+import { finalStatus, RemoteCommand, type RemoteIo, ResizeDecoder, versionOf } from './remote-command';
 import type { AttachRequest, ExecRequest, PortForwardRequest } from './tokens';
 
 const CLOSE_CHANNEL = 255;
@@ -45,11 +45,19 @@ export async function serveWsRemoteCommand(ws: WebSocket, protocol: string, req:
   const stdin = req.stdin ? inbound(ws) : undefined;
   const resizes = new EventEmitter();
   const decoder = new ResizeDecoder();
+  const stdout = req.stdout ? new ChannelWriter(ws, 1) : undefined;
+  const stderr = req.stderr && !req.tty ? new ChannelWriter(ws, 2) : undefined;
+  const io: RemoteIo = { stdin, stdout, stderr, tty: req.tty, resizes };
   ws.on('message', (data) => {
     const b = toBuffer(data);
     const [channel] = b;
     if (channel === 0 && stdin) push(ws, stdin, b.subarray(1));
-    else if (channel === 4 && req.tty) decoder.push(b.subarray(1), (size) => resizes.emit('resize', size));
+    else if (channel === 4 && req.tty) {
+      decoder.push(b.subarray(1), (size) => {
+        io.size = size;
+        resizes.emit('resize', size);
+      });
+    }
     else if (channel === CLOSE_CHANNEL && versionOf(protocol) >= 5 && b[1] === 0) stdin?.end();
   });
   ws.on('close', () => {
@@ -57,11 +65,9 @@ export async function serveWsRemoteCommand(ws: WebSocket, protocol: string, req:
     aborter.abort(new Error('the client went away'));
   });
   ws.on('error', () => undefined);
-  const stdout = req.stdout ? new ChannelWriter(ws, 1) : undefined;
-  const stderr = req.stderr && !req.tty ? new ChannelWriter(ws, 2) : undefined;
   let result: { exitCode?: number } | Error;
   try {
-    result = await command({ stdin, stdout, stderr, tty: req.tty, resizes }, aborter.signal);
+    result = await command(io, aborter.signal);
   } catch (err) {
     result = err instanceof Error ? err : new Error(errorMessage(err));
   }
@@ -92,11 +98,11 @@ export async function serveWsPortForward(ws: WebSocket, req: PortForwardRequest,
       error.write(portBytes(port));
       try {
         if (!portAllowed(req, port)) throw new Error(`port ${port} was not named in the PortForward request`);
-        const conn = await connect(port);
+        const conn = connect(port);
         const input = inputs[i] as PassThrough;
-        input.pipe(conn);
-        conn.pipe(data, { end: false });
-        await new Promise<void>((resolve) => conn.once('close', () => resolve()));
+        input.pipe(conn.stream);
+        conn.stream.pipe(data, { end: false });
+        await Promise.all([new Promise<void>((resolve) => conn.stream.once('close', () => resolve())), conn.done]);
       } catch (err) {
         error.write(Buffer.from(`error forwarding port ${port} to pod ${req.podId}: ${errorMessage(err)}`));
       }
