@@ -44,10 +44,12 @@ export class CniCache {
     return path.join(this.dir, `${network}-${containerId}-${ifName}.json`);
   }
 
-  async write(entry: CacheEntry): Promise<string> {
+  /** durable: false skips the fsyncs, for an update whose loss is harmless (the earlier durable entry still leads a
+   *  DEL to the attachment). */
+  async write(entry: CacheEntry, durable = true): Promise<string> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const file = this.fileFor(entry.network.name, entry.containerId, entry.ifName);
-    await writeFileAtomic(file, `${JSON.stringify({ ...entry, updatedAt: new Date().toISOString() })}\n`, 0o600);
+    await writeFileAtomic(file, `${JSON.stringify({ ...entry, updatedAt: new Date().toISOString() })}\n`, 0o600, { durable });
     return file;
   }
 

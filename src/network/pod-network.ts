@@ -106,7 +106,8 @@ export class CniNetwork implements PodNetwork {
       const ctx = this.ctx();
       try {
         const result = await addList(ctx, att, progress);
-        await this.cache.write({ ...entry, state: 'added', completed: progress.completed, result });
+        // Lost in a power cut, the 'adding' entry written durably above still leads DEL to this attachment.
+        await this.cache.write({ ...entry, state: 'added', completed: progress.completed, result }, false);
         const ips = podIps(result);
         if (ips.length === 0) this.opts.log?.warn({ podId: pod.id, network: att.network.name }, 'CNI ADD result names no address inside the pod');
         return ips;

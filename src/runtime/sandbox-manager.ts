@@ -106,11 +106,18 @@ export class SandboxManager {
       undo.push('release the pod name', () => this.names.release(name, id));
       await fs.mkdir(dir, { recursive: true, mode: 0o711 });
       undo.push('remove the pod directory', () => fs.rm(dir, { recursive: true, force: true }));
-      const ns = await createPodNamespaces(path.join(dir, 'ns'), { net: !hostNetwork, ipc: !hostIpc, uts: !hostNetwork }, hostNetwork ? undefined : hostname);
-      undo.push('remove the pod namespaces', () => removePodNamespaces(ns.dir));
+      // The namespaces (a child process) and the pod's files are independent: made at the same time.
+      const [nsDone, filesDone] = await Promise.allSettled([
+        createPodNamespaces(path.join(dir, 'ns'), { net: !hostNetwork, ipc: !hostIpc, uts: !hostNetwork }, hostNetwork ? undefined : hostname),
+        writePodFiles(dir, { hostname, hostNetwork, dns: config.dns_config }),
+      ]);
+      if (nsDone.status === 'fulfilled') undo.push('remove the pod namespaces', () => removePodNamespaces(nsDone.value.dir));
+      if (nsDone.status === 'rejected') throw nsDone.reason;
+      if (filesDone.status === 'rejected') throw filesDone.reason;
+      const ns = nsDone.value;
+      const files = filesDone.value;
       const sysctls = config.linux?.sysctls ?? {};
       if (Object.keys(sysctls).length > 0) await applySysctls(ns, sysctls);
-      const files = await writePodFiles(dir, { hostname, hostNetwork, dns: config.dns_config });
       const shm = hostIpc ? '/dev/shm' : path.join(dir, 'shm');
       if (!hostIpc) {
         await fs.mkdir(shm, { mode: 0o1777 });
