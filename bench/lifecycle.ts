@@ -37,6 +37,7 @@ import { buildImage, buildLayer, LayerEntry } from '../test/fixtures/oci-image';
 import { Registry, startRegistry } from '../test/fixtures/registry';
 import type { CriClient } from '../test/helpers/cri-client';
 import { startDaemon } from '../test/helpers/daemon';
+import { host, HOSTPORT_PREFIX, ipamReservations, iptablesLines, iptablesSave, type IptablesOptions, networkLine, purgeIptables, readdirOr, vethsOn } from '../test/helpers/host-net';
 import { startContainerd } from './containerd';
 import { cleanUpOnInterrupt, ensureContainerd, MiB, mountsUnder, procStatusBytes, removeTree } from './sys';
 
@@ -631,9 +632,8 @@ const TARGET_OWN_SHARE = 0.1;
 /** containerd 1.6 pins each pod's netns here (hard-coded); go-cni leaves libcni's result cache at its default. */
 const NETNS_DIR = '/var/run/netns';
 const CNI_RESULTS_DIR = '/var/lib/cni/results';
-/** portmap's shared chains (made on first use, kept by design): jumps from PREROUTING/OUTPUT/POSTROUTING. */
-const HOSTPORT_PREFIX = 'CNI-HOSTPORT-';
-const HOST_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
+/** The benchmark's iptables checks and cleanup are best effort: a failing iptables-save reads as no rules. */
+const BEST_EFFORT: IptablesOptions = { ifSaveFails: 'empty' };
 
 interface BenchNet {
   /** CNI network name: host-local's subdir, libcni's cache file prefix, iptables comments. */
@@ -661,12 +661,6 @@ interface NetSample {
   cniDel?: Record<string, number>;
 }
 
-function host(file: string, args: string[]): { ok: boolean; out: string; err: string } {
-  const r = spawnSync(file, args, { encoding: 'utf8', env: HOST_ENV });
-  return { ok: r.status === 0, out: r.stdout ?? '', err: r.stderr ?? '' };
-}
-
-const readdirOr = (dir: string): string[] => (fs.existsSync(dir) ? fs.readdirSync(dir) : []);
 const sumOf = (r: Record<string, number> | undefined): number => Object.values(r ?? {}).reduce((a, b) => a + b, 0);
 
 function readIpForward(): string {
@@ -700,7 +694,7 @@ function benchNetwork(ipamDir: string, pods: number): BenchNet {
   return {
     name, bridge, prefix, ipamDir, conflist,
     portBase: 20_000 + randomInt(40_000 - pods),
-    hostportChainsExisted: iptablesSave('iptables').includes(`:${HOSTPORT_PREFIX}DNAT `),
+    hostportChainsExisted: iptablesSave('iptables', 'empty').includes(`:${HOSTPORT_PREFIX}DNAT `),
     newHostDirs: [NETNS_DIR, CNI_RESULTS_DIR, path.dirname(CNI_RESULTS_DIR)].filter((d) => !fs.existsSync(d)),
     ipForwardBefore: readIpForward(),
   };
@@ -827,84 +821,9 @@ async function networkRound(d: Daemon, r: RuntimeResults, round: number, net: Be
   for (const l of netLeftovers(net, [d])) r.netLeftovers.push(`round ${round}: ${l}`);
 }
 
-function iptablesSave(prog: 'iptables' | 'ip6tables'): string {
-  const r = host(`${prog}-save`, []);
-  return r.ok ? r.out : '';
-}
-
-/** The chains the bridge plugin (ipMasq) and portmap make per (network, container id), as plugins/pkg/utils names them. */
-function cniChains(network: string, id: string): string[] {
-  const hash = createHash('sha512').update(network + id).digest('hex');
-  return [`CNI-${hash}`.slice(0, 28), `CNI-DN-${hash}`.slice(0, 28)];
-}
-
 /** Any iptables line of this run's network: its subnet, bridge or name, a pod's id or one of its chains. */
 function ourIptablesLine(net: BenchNet, ids: string[]): (line: string) => boolean {
-  const needles = [`${net.prefix}.`, net.bridge, net.name, ...ids, ...ids.flatMap((id) => cniChains(net.name, id))];
-  return (line) => !line.startsWith('#') && needles.some((n) => line.includes(n));
-}
-
-function iptablesLines(match: (line: string) => boolean): string[] {
-  return (['iptables', 'ip6tables'] as const).flatMap((p) => iptablesSave(p).split('\n').filter(match));
-}
-
-/** Splits an iptables-save rule into argv: spaces separate, double quotes group, a backslash escapes. */
-function iptablesTokens(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  let has = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i] as string;
-    if (c === '\\' && i + 1 < line.length) {
-      cur += line[++i];
-      has = true;
-    } else if (c === '"') {
-      quoted = !quoted;
-      has = true;
-    } else if (c === ' ' && !quoted) {
-      if (has) out.push(cur);
-      cur = '';
-      has = false;
-    } else {
-      cur += c;
-      has = true;
-    }
-  }
-  if (has) out.push(cur);
-  return out;
-}
-
-/** Deletes the matching rules, then flushes and deletes the matching chains, table by table; returns the count. */
-function purgeIptables(match: (line: string) => boolean, progs: readonly ('iptables' | 'ip6tables')[] = ['iptables', 'ip6tables']): number {
-  let n = 0;
-  for (const prog of progs) {
-    let table = '';
-    const chains: [string, string][] = [];
-    for (const line of iptablesSave(prog).split('\n')) {
-      if (line.startsWith('*')) table = line.slice(1);
-      else if (line.startsWith('-A ') && match(line)) {
-        const args = iptablesTokens(line);
-        args[0] = '-D';
-        if (host(prog, ['-w', '-t', table, ...args]).ok) n++;
-      } else if (line.startsWith(':') && match(line)) chains.push([table, line.slice(1).split(' ')[0] ?? '']);
-    }
-    for (const [table, chain] of chains) {
-      host(prog, ['-w', '-t', table, '-F', chain]);
-      if (host(prog, ['-w', '-t', table, '-X', chain]).ok) n++;
-    }
-  }
-  return n;
-}
-
-function vethsOn(bridge: string): string[] {
-  const r = host('ip', ['-o', 'link', 'show', 'master', bridge]);
-  if (!r.ok) return [];
-  return r.out.split('\n').filter((l) => l.trim() !== '').map((l) => (l.split(': ')[1] ?? '').split('@')[0] ?? '');
-}
-
-function ipamReservations(net: BenchNet): string[] {
-  return readdirOr(path.join(net.ipamDir, net.name)).filter((f) => f !== 'lock' && !f.startsWith('last_reserved_ip'));
+  return networkLine({ prefix: net.prefix, bridge: net.bridge, names: [net.name], ids });
 }
 
 /** What pods of these daemons left on the host after their teardown (the bridge itself excepted). */
@@ -912,8 +831,8 @@ function netLeftovers(net: BenchNet, daemons: Daemon[]): string[] {
   const ids = daemons.flatMap((d) => [...d.sandboxIds]);
   const out: string[] = [];
   for (const v of vethsOn(net.bridge)) out.push(`veth ${v} on ${net.bridge}`);
-  for (const f of ipamReservations(net)) out.push(`host-local reservation ${f}`);
-  for (const l of iptablesLines(ourIptablesLine(net, ids))) out.push(`iptables: ${l}`);
+  for (const f of ipamReservations(net.ipamDir, net.name)) out.push(`host-local reservation ${f}`);
+  for (const l of iptablesLines(ourIptablesLine(net, ids), BEST_EFFORT)) out.push(`iptables: ${l}`);
   for (const d of daemons) {
     for (const ns of d.netnsPaths) if (fs.existsSync(ns)) out.push(`netns ${ns}`);
     if (d.stateDir) {
@@ -935,13 +854,13 @@ function netLeftovers(net: BenchNet, daemons: Daemon[]): string[] {
 function cleanUpNetwork(net: BenchNet, daemons: Daemon[]): string[] {
   const ids = daemons.flatMap((d) => [...d.sandboxIds]);
   const done: string[] = [];
-  const rules = purgeIptables(ourIptablesLine(net, ids));
+  const rules = purgeIptables(ourIptablesLine(net, ids), BEST_EFFORT);
   if (rules) done.push(`${rules} iptables rule(s)/chain(s)`);
   if (!net.hostportChainsExisted) {
     // Only while no other pod on the host has a host port (no rule in the DNAT chain): another user's are kept.
-    const save = iptablesSave('iptables');
+    const save = iptablesSave('iptables', 'empty');
     if (save.includes(`:${HOSTPORT_PREFIX}DNAT `) && !save.includes(`-A ${HOSTPORT_PREFIX}DNAT `)) {
-      if (purgeIptables((l) => l.includes(HOSTPORT_PREFIX), ['iptables']) > 0) done.push(`portmap's ${HOSTPORT_PREFIX}* chains (this run made them)`);
+      if (purgeIptables((l) => l.includes(HOSTPORT_PREFIX), { ...BEST_EFFORT, progs: ['iptables'] }) > 0) done.push(`portmap's ${HOSTPORT_PREFIX}* chains (this run made them)`);
     }
   }
   const veths = vethsOn(net.bridge).filter((v) => host('ip', ['link', 'del', v]).ok);
@@ -1301,6 +1220,31 @@ async function main(): Promise<number> {
     recordError(results.get(rt) as RuntimeResults, what, err);
     say(`${rt}: ${what} FAILED: ${errorText(err)}${logs}`);
   };
+  /** Runs `rounds` rounds of `kind` (pods each) on the runtimes' daemons in ABBA order; a failed round is recorded. */
+  const runRounds = async (
+    ds: Map<Runtime, Daemon>,
+    kind: string,
+    rounds: number,
+    pods: number,
+    run: (d: Daemon, r: RuntimeResults, round: number) => Promise<void>,
+  ): Promise<void> => {
+    for (const { rt, round } of abba(opts.runtimes, rounds)) {
+      const d = ds.get(rt);
+      if (isInterrupted()) break;
+      if (!d) continue;
+      const t = process.hrtime.bigint();
+      try {
+        await run(d, results.get(rt) as RuntimeResults, round);
+        say(`${rt.padEnd(10)} ${kind} round ${round}: ${pods} pods in ${(msSince(t) / 1000).toFixed(1)} s`);
+      } catch (err) {
+        if (isInterrupted()) break;
+        fail(rt, `${kind} round ${round}`, err, d);
+      }
+    }
+  };
+  const stopAll = async (ds: Iterable<Daemon>): Promise<void> => {
+    for (const d of ds) for (const p of await stopDaemon(d)) say(`  ${p}`);
+  };
 
   try {
     registry = await startRegistry();
@@ -1324,23 +1268,8 @@ async function main(): Promise<number> {
           fail(rt, 'start and pull', err);
         }
       }
-      for (const { rt, round } of abba(opts.runtimes, opts.rounds)) {
-        const d = lifecycleDaemons.get(rt);
-        if (isInterrupted()) break;
-        if (!d) continue;
-        const t = process.hrtime.bigint();
-        try {
-          await lifecycleRound(d, results.get(rt) as RuntimeResults, round, images, opts, isInterrupted);
-          say(`${rt.padEnd(10)} lifecycle round ${round}: ${opts.pods} pods in ${(msSince(t) / 1000).toFixed(1)} s`);
-        } catch (err) {
-          if (isInterrupted()) break;
-          fail(rt, `lifecycle round ${round}`, err, d);
-        }
-      }
-      for (const d of lifecycleDaemons.values()) {
-        const problems = await stopDaemon(d);
-        for (const p of problems) say(`  ${p}`);
-      }
+      await runRounds(lifecycleDaemons, 'lifecycle', opts.rounds, opts.pods, (d, r, round) => lifecycleRound(d, r, round, images, opts, isInterrupted));
+      await stopAll(lifecycleDaemons.values());
       say(`phase 1 (lifecycle) took ${(msSince(t1) / 1000).toFixed(1)} s`);
     }
 
@@ -1362,10 +1291,7 @@ async function main(): Promise<number> {
         }
       }
       if (!isInterrupted() && listDaemons.length > 0) await timeLists(listDaemons, results, opts.listCalls);
-      for (const d of listDaemons) {
-        const problems = await stopDaemon(d);
-        for (const p of problems) say(`  ${p}`);
-      }
+      await stopAll(listDaemons);
       say(`phase 2 (memory) took ${(msSince(t2) / 1000).toFixed(1)} s`);
     }
 
@@ -1390,23 +1316,8 @@ async function main(): Promise<number> {
           fail(rt, 'network start', err, d);
         }
       }
-      for (const { rt, round } of abba(opts.runtimes, opts.netRounds)) {
-        const d = netDaemons.get(rt);
-        if (isInterrupted()) break;
-        if (!d) continue;
-        const t = process.hrtime.bigint();
-        try {
-          await networkRound(d, results.get(rt) as RuntimeResults, round, net, opts, isInterrupted);
-          say(`${rt.padEnd(10)} network round ${round}: ${opts.netPods} pods in ${(msSince(t) / 1000).toFixed(1)} s`);
-        } catch (err) {
-          if (isInterrupted()) break;
-          fail(rt, `network round ${round}`, err, d);
-        }
-      }
-      for (const d of netDaemons.values()) {
-        const problems = await stopDaemon(d);
-        for (const p of problems) say(`  ${p}`);
-      }
+      await runRounds(netDaemons, 'network', opts.netRounds, opts.netPods, (d, r, round) => networkRound(d, r, round, net, opts, isInterrupted));
+      await stopAll(netDaemons.values());
       say(`phase 3 (network) took ${(msSince(t3) / 1000).toFixed(1)} s`);
     }
 

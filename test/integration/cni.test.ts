@@ -3,8 +3,8 @@
 // edit, with the netns gone, after a broken plugin) leaves no veth, IP reservation, iptables rule or cache entry.
 // Each test has its own bridge (bcni<hex4>), subnet (10.<200-254>.<0-255>.0/24) and host-local dataDir; traffic
 // only goes to addresses on that bridge.
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createHash, randomBytes, randomInt } from 'node:crypto';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -13,12 +13,23 @@ import type { CniCommand } from '../../src/network/cni-exec';
 import { CniNetwork, isNetns, type CniPod } from '../../src/network/pod-network';
 import { createPodNamespaces, removePodNamespaces } from '../../src/runtime/namespaces';
 import type { PortMapping__Output } from '../../src/server/generated/runtime/v1/PortMapping';
+import {
+  cniChains,
+  HOST_ENV,
+  HOSTPORT_PREFIX,
+  iptablesLines,
+  iptablesSave,
+  ipamReservations,
+  networkLine,
+  purgeIptables,
+  readdirOr,
+  sh,
+  vethsOn,
+} from '../helpers/host-net';
 import { rejection } from '../helpers/rejection';
 
-const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
-const sh = (file: string, args: string[]): string => execFileSync(file, args, { encoding: 'utf8', env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
 const shAsync = (file: string, args: string[], timeout = 10_000): Promise<string> =>
-  new Promise((resolve, reject) => execFile(file, args, { encoding: 'utf8', env: ENV, timeout }, (err, out, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(out))));
+  new Promise((resolve, reject) => execFile(file, args, { encoding: 'utf8', env: HOST_ENV, timeout }, (err, out, stderr) => (err ? reject(new Error(`${err.message} ${stderr}`)) : resolve(out))));
 
 jest.setTimeout(180_000);
 
@@ -71,7 +82,7 @@ afterEach(async () => {
   }
   for (const n of networks.splice(0)) n.close();
   purgeIptables(ourLine());
-  for (const veth of vethsOnBridge()) sh('ip', ['link', 'del', veth]);
+  for (const veth of vethsOn(e.bridge)) sh('ip', ['link', 'del', veth]);
   try {
     sh('ip', ['link', 'del', e.bridge]);
   } catch {
@@ -141,7 +152,7 @@ async function dropPod(pod: CniPod): Promise<void> {
 
 /** A TCP server inside the pod answering every connection with `text` (busybox nc, persistent). */
 function serve(pod: CniPod, text: string, port = 8080): void {
-  const child = spawn('/usr/bin/nsenter', [`--net=${pod.namespaces.net}`, '--', '/usr/bin/busybox', 'nc', '-ll', '-p', String(port), '-e', '/bin/echo', text], { stdio: 'ignore', env: ENV });
+  const child = spawn('/usr/bin/nsenter', [`--net=${pod.namespaces.net}`, '--', '/usr/bin/busybox', 'nc', '-ll', '-p', String(port), '-e', '/bin/echo', text], { stdio: 'ignore', env: HOST_ENV });
   servers.push(child);
 }
 
@@ -165,123 +176,41 @@ async function tcpRead(host: string, port: number, waitMs = 5000): Promise<strin
   }
 }
 
-function vethsOnBridge(): string[] {
-  try {
-    return sh('ip', ['-o', 'link', 'show', 'master', e.bridge])
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => (l.split(': ')[1] ?? '').split('@')[0] ?? '');
-  } catch {
-    return [];
-  }
-}
-
-/** The iptables chains the bridge (ipMasq) and portmap plugins make for (network, container), per plugins/pkg/utils. */
-function chainsFor(network: string, id: string): string[] {
-  const hash = createHash('sha512').update(network + id).digest('hex');
-  return [`CNI-${hash}`.slice(0, 28), `CNI-DN-${hash}`.slice(0, 28)];
-}
-
-/** Matches any iptables line that belongs to this test: its subnet, bridge, pods or their chains. */
+/** Matches any iptables line that belongs to this test: its subnet, bridge, network(s), pods or their chains. */
 function ourLine(extraNames: string[] = []): (line: string) => boolean {
-  const needles = [`${e.prefix}.`, e.bridge];
-  needles.push(...seenIds);
-  for (const name of [e.name, ...extraNames]) for (const id of seenIds) needles.push(...chainsFor(name, id));
-  return (line) => needles.some((n) => line.includes(n));
-}
-
-function iptablesLines(match: (line: string) => boolean): string[] {
-  return ['iptables-save', 'ip6tables-save'].flatMap((prog) => sh(prog, []).split('\n').filter((l) => !l.startsWith('#') && match(l)));
-}
-
-/** Deletes matching rules (and then chains) table by table; used only to clean up after a failed test. */
-function purgeIptables(match: (line: string) => boolean): void {
-  for (const prog of ['iptables', 'ip6tables']) {
-    let table = '';
-    const chains: [string, string][] = [];
-    for (const line of sh(`${prog}-save`, []).split('\n')) {
-      if (line.startsWith('*')) table = line.slice(1);
-      else if (line.startsWith('-A ') && match(line)) {
-        const args = tokens(line);
-        args[0] = '-D';
-        try {
-          sh(prog, ['-t', table, ...args]);
-        } catch {
-          // already gone
-        }
-      } else if (line.startsWith(':') && match(line)) chains.push([table, line.slice(1).split(' ')[0] ?? '']);
-    }
-    for (const [table, chain] of chains) {
-      try {
-        sh(prog, ['-t', table, '-F', chain]);
-        sh(prog, ['-t', table, '-X', chain]);
-      } catch {
-        // still referenced or gone
-      }
-    }
-  }
-}
-
-/** Splits an iptables-save rule into argv: spaces separate, double quotes group, backslash escapes. */
-function tokens(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  let has = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i] as string;
-    if (c === '\\' && i + 1 < line.length) {
-      cur += line[++i];
-      has = true;
-    } else if (c === '"') {
-      quoted = !quoted;
-      has = true;
-    } else if (c === ' ' && !quoted) {
-      if (has) out.push(cur);
-      cur = '';
-      has = false;
-    } else {
-      cur += c;
-      has = true;
-    }
-  }
-  if (has) out.push(cur);
-  return out;
-}
-
-function ipamReservations(network = e.name): string[] {
-  const dir = path.join(e.ipam, network);
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir).filter((f) => f !== 'lock' && !f.startsWith('last_reserved_ip'));
+  return networkLine({ prefix: e.prefix, bridge: e.bridge, names: [e.name, ...extraNames], ids: seenIds });
 }
 
 function leftovers(extraNames: string[] = []): { veths: string[]; ipam: string[]; iptables: string[]; cache: string[] } {
   return {
-    veths: vethsOnBridge(),
-    ipam: [e.name, ...extraNames].flatMap((n) => ipamReservations(n)),
+    veths: vethsOn(e.bridge),
+    ipam: [e.name, ...extraNames].flatMap((n) => ipamReservations(e.ipam, n)),
     iptables: iptablesLines(ourLine(extraNames)),
-    cache: fs.existsSync(e.cache) ? fs.readdirSync(e.cache) : [],
+    cache: readdirOr(e.cache),
   };
 }
 const CLEAN = { veths: [], ipam: [], iptables: [], cache: [] };
 
 /** Every iptables/ip6tables line (counters dropped), to compare whole snapshots before and after. */
 function iptablesSnapshot(): Set<string> {
-  return new Set(['iptables-save', 'ip6tables-save'].flatMap((p) => sh(p, []).split('\n')).filter((l) => l !== '' && !l.startsWith('#')).map((l) => l.replace(/ \[\d+:\d+\]$/, '')));
+  return new Set((['iptables', 'ip6tables'] as const).flatMap((p) => iptablesSave(p).split('\n')).filter((l) => l !== '' && !l.startsWith('#')).map((l) => l.replace(/ \[\d+:\d+\]$/, '')));
 }
 
 /**
  * Lines present now but not in `before`, except portmap's shared CNI-HOSTPORT-* scaffolding (made once, kept by
- * design) and what other pods on this host (another test run, a benchmark) own: rules naming a foreign id and the
- * chains those rules live in.
+ * design) and what other pods on this host (another test run or suite, a benchmark) own: rules naming a foreign id,
+ * the chains those rules live in, and any line naming another pod's chain (portmap's CNI-DN-/CNI-SN- rules carry no
+ * id, and a snapshot taken while such a pod is set up or torn down may hold them without the rule that has one).
  */
 function newIptablesLines(before: Set<string>): string[] {
-  const added = [...iptablesSnapshot()].filter((l) => !before.has(l) && !l.includes('CNI-HOSTPORT-') && !l.includes('portfwd'));
-  const foreign = (l: string): boolean => /id: \\"([^\\]+)\\"/.test(l) && !seenIds.some((id) => l.includes(id));
+  const added = [...iptablesSnapshot()].filter((l) => !before.has(l) && !l.includes(HOSTPORT_PREFIX) && !l.includes('portfwd'));
+  // portmap's SNAT chain shares its DNAT chain's hash.
+  const ourChains = new Set(seenIds.flatMap((id) => cniChains(e.name, id)).flatMap((c) => [c, c.replace(/^CNI-DN-/, 'CNI-SN-')]));
+  const foreign = (l: string): boolean =>
+    (/id: \\"([^\\]+)\\"/.test(l) && !seenIds.some((id) => l.includes(id))) || [...l.matchAll(/CNI-(?:[DS]N-)?[0-9a-f]{21,}/g)].some((m) => !ourChains.has(m[0]));
   const foreignChains = new Set(added.filter(foreign).flatMap((l) => [...l.matchAll(/CNI-[A-Za-z0-9-]+/g)].map((m) => m[0])));
   return added.filter((l) => !foreign(l) && !(l.startsWith(':') && foreignChains.has(l.slice(1).split(' ')[0] ?? '')));
 }
-
 
 const timed = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
   const t0 = process.hrtime.bigint();
@@ -305,10 +234,10 @@ it('gives pods addresses from host-local that the host and the other pod reach',
   expect(ipA).toEqual([`${e.prefix}.2`]);
   expect(ipB).toEqual([`${e.prefix}.3`]);
   expect(sh('nsenter', [`--net=${a.namespaces.net}`, '--', 'ip', '-o', '-4', 'addr', 'show', 'eth0'])).toContain(`${e.prefix}.2/24`);
-  expect(ipamReservations().sort()).toEqual([`${e.prefix}.2`, `${e.prefix}.3`]);
-  expect(vethsOnBridge()).toHaveLength(2);
+  expect(ipamReservations(e.ipam, e.name).sort()).toEqual([`${e.prefix}.2`, `${e.prefix}.3`]);
+  expect(vethsOn(e.bridge)).toHaveLength(2);
   // The ipMasq chains exist under the names the cleanup checks look for.
-  expect(iptablesLines((l) => l.startsWith(`:${chainsFor(e.name, a.id)[0]} `))).toHaveLength(1);
+  expect(iptablesLines((l) => l.startsWith(`:${cniChains(e.name, a.id)[0]} `))).toHaveLength(1);
 
   serve(a, 'from-a');
   serve(b, 'from-b');
@@ -359,7 +288,7 @@ it('leaves nothing behind after 20 ADD/DEL cycles', async () => {
   expect(newIptablesLines(before)).toEqual([]);
   expect(sh('ip', ['-o', 'link', 'show', 'type', 'veth']).split('\n').length).toBeLessThanOrEqual(linksBefore);
   expect(iptablesLines((l) => l.includes(`--dport ${hostPort}`))).toEqual([]);
-  expect(fs.existsSync(path.join(e.tmp, 'pods')) ? fs.readdirSync(path.join(e.tmp, 'pods')).flatMap((d) => fs.readdirSync(path.join(e.tmp, 'pods', d))) : []).toEqual([]);
+  expect(readdirOr(path.join(e.tmp, 'pods')).flatMap((d) => fs.readdirSync(path.join(e.tmp, 'pods', d)))).toEqual([]);
 });
 
 it('DELs after a restart with the cached config although the config file changed', async () => {
@@ -398,7 +327,7 @@ it('still DELs (and releases the IP) when the netns is already gone', async () =
   expect(iptablesLines((l) => l.includes(`--dport ${hostPort}`))).toEqual([]); // portmap cleaned up from runtimeConfig
   // bridge 1.1.1 finds the addresses to un-masquerade inside the netns only, so without one its ipMasq chain stays
   // (newer bridge versions use prevResult). Everything left is that chain; afterEach removes it.
-  const masq = chainsFor(e.name, pod.id)[0] ?? '';
+  const masq = cniChains(e.name, pod.id)[0] ?? '';
   expect(left.iptables.every((l) => l.includes(masq))).toBe(true);
 });
 

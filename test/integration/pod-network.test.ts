@@ -1,8 +1,7 @@
 // Pods on a real CNI bridge network through the daemon (bridge + host-local + portmap from /usr/lib/cni), on a
 // bridge, subnet and host-local dataDir of the test's own. afterAll removes whatever a failure left: pods through the
 // CRI (so CNI DEL runs), then any iptables line of this network, veths, the bridge and mounts under the test dir.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash, randomBytes, randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -10,21 +9,19 @@ import { removeCgroup } from '../../src/runtime/cgroups';
 import type { PodSandboxConfig } from '../../src/server/generated/runtime/v1/PodSandboxConfig';
 import { CriClient } from '../helpers/cri-client';
 import { startDaemon, TestDaemon } from '../helpers/daemon';
+import { cniChains, host, HOSTPORT_PREFIX, ipamReservations, iptablesLines, networkLine, purgeIptables, readdirOr, sh, vethsOn } from '../helpers/host-net';
 
-const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
 const tag = randomBytes(3).toString('hex');
 const bridge = `bpn${tag}`;
 const second = ((n) => (n === 233 ? 234 : n))(200 + randomInt(55)); // 10.233.x.0/24: the daemon test's and the benchmark's
 const subnet = `10.${second}.${randomInt(256)}`;
 const network = `net-${tag}`;
 const cgroupParent = `/berth-net-${tag}`;
-const HOSTPORT = 'CNI-HOSTPORT-';
 const CYCLES = 50;
 /** Every pod id the tests created: afterAll's iptables purge looks for these. */
 const seenIds: string[] = [];
 
-const sh = (file: string, args: string[]): string => execFileSync(file, args, { encoding: 'utf8', env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
-const ok = (file: string, args: string[]): boolean => spawnSync(file, args, { env: ENV, stdio: 'ignore' }).status === 0;
+const ok = (file: string, args: string[]): boolean => host(file, args).ok;
 
 function pod(name: string, hostNetwork = false): PodSandboxConfig {
   return {
@@ -34,76 +31,11 @@ function pod(name: string, hostNetwork = false): PodSandboxConfig {
   };
 }
 
-function vethsOnBridge(): string[] {
-  const r = spawnSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8', env: ENV });
-  if (r.status !== 0) return [];
-  return r.stdout.split('\n').filter((l) => l.trim() !== '').map((l) => (l.split(': ')[1] ?? '').split('@')[0] ?? '');
-}
-
-/** The chains the bridge plugin (ipMasq) and portmap make per (network, container id), as plugins/pkg/utils names them. */
-function cniChains(id: string): string[] {
-  const hash = createHash('sha512').update(network + id).digest('hex');
-  return [`CNI-${hash}`.slice(0, 28), `CNI-DN-${hash}`.slice(0, 28)];
-}
-
-function iptablesLines(match: (line: string) => boolean): string[] {
-  return ['iptables-save', 'ip6tables-save'].flatMap((prog) => sh(prog, []).split('\n').filter((l) => !l.startsWith('#') && match(l)));
-}
-
 /** Lines of one pod: its id (rule comments), its chains, or its address (not a longer one it prefixes). */
 function podLine(id: string, ip: string): (line: string) => boolean {
   const addr = new RegExp(`\\b${ip.replace(/\./g, '\\.')}(?![0-9])`);
-  const needles = [id, ...cniChains(id)];
+  const needles = [id, ...cniChains(network, id)];
   return (line) => needles.some((n) => line.includes(n)) || (ip !== '' && addr.test(line));
-}
-
-/** Any line of this test's network, for the cleanup. */
-function ourLine(line: string): boolean {
-  return [`${subnet}.`, bridge, network, ...seenIds, ...seenIds.flatMap(cniChains)].some((n) => line.includes(n));
-}
-
-/** Splits an iptables-save rule into argv: spaces separate, double quotes group, a backslash escapes. */
-function tokens(line: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quoted = false;
-  let has = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i] as string;
-    if (c === '\\' && i + 1 < line.length) {
-      cur += line[++i];
-      has = true;
-    } else if (c === '"') {
-      quoted = !quoted;
-      has = true;
-    } else if (c === ' ' && !quoted) {
-      if (has) out.push(cur);
-      cur = '';
-      has = false;
-    } else {
-      cur += c;
-      has = true;
-    }
-  }
-  if (has) out.push(cur);
-  return out;
-}
-
-/** Deletes the matching rules, then flushes and deletes the matching chains (cleanup after a failure only). */
-function purgeIptables(match: (line: string) => boolean): void {
-  for (const prog of ['iptables', 'ip6tables']) {
-    let table = '';
-    const chains: [string, string][] = [];
-    for (const line of sh(`${prog}-save`, []).split('\n')) {
-      if (line.startsWith('*')) table = line.slice(1);
-      else if (line.startsWith('-A ') && match(line)) ok(prog, ['-w', '-t', table, '-D', ...tokens(line).slice(1)]);
-      else if (line.startsWith(':') && match(line)) chains.push([table, line.slice(1).split(' ')[0] ?? '']);
-    }
-    for (const [table, chain] of chains) {
-      ok(prog, ['-w', '-t', table, '-F', chain]);
-      ok(prog, ['-w', '-t', table, '-X', chain]);
-    }
-  }
 }
 
 /** Mount points at or below `dir`, deepest first. */
@@ -116,15 +48,13 @@ function mountsUnder(dir: string): string[] {
     .sort((a, b) => b.length - a.length);
 }
 
-const readdirOr = (dir: string): string[] => (fs.existsSync(dir) ? fs.readdirSync(dir) : []);
-
 describe('pod networking through CNI', () => {
   let d: TestDaemon;
   let c: CriClient;
   let ipamDir: string;
 
   /** host-local's reservations (one file per address) in the test's own dataDir. */
-  const reservations = (): string[] => readdirOr(path.join(ipamDir, network)).filter((f) => /^\d+\./.test(f));
+  const reservations = (): string[] => ipamReservations(ipamDir, network);
 
   /** Writes the bridge + host-local + portmap network (as deploy/cni, on the test's own names) and waits for it. */
   async function useNetwork(): Promise<void> {
@@ -167,9 +97,9 @@ describe('pod networking through CNI', () => {
         }
       }],
       ['stop the daemon', () => d?.stop()],
-      ['purge iptables', () => purgeIptables(ourLine)],
+      ['purge iptables', () => purgeIptables(networkLine({ prefix: subnet, bridge, names: [network], ids: seenIds }))],
       ['delete veths and the bridge', () => {
-        for (const v of vethsOnBridge()) ok('ip', ['link', 'del', v]);
+        for (const v of vethsOn(bridge)) ok('ip', ['link', 'del', v]);
         ok('ip', ['link', 'del', bridge]);
       }],
       ['unmount', () => {
@@ -203,14 +133,14 @@ describe('pod networking through CNI', () => {
     expect(ip.startsWith(`${subnet}.`)).toBe(true);
     const netns = path.join(d.stateDir, 'pods', id, 'ns', 'net');
     expect(sh('nsenter', [`--net=${netns}`, 'ip', '-o', '-4', 'addr', 'show', 'eth0'])).toContain(ip);
-    expect(vethsOnBridge()).toHaveLength(1);
+    expect(vethsOn(bridge)).toHaveLength(1);
     // the host reaches the pod through the bridge
     sh('busybox', ['ping', '-c', '1', '-W', '2', ip]);
     await c.runtime.StopPodSandbox({ pod_sandbox_id: id });
     expect((await c.runtime.PodSandboxStatus({ pod_sandbox_id: id })).status?.network?.ip).toBe('');
     expect(reservations()).toEqual([]);
     await c.runtime.RemovePodSandbox({ pod_sandbox_id: id });
-    expect(vethsOnBridge()).toEqual([]);
+    expect(vethsOn(bridge)).toEqual([]);
     const metrics = await (await fetch(`http://127.0.0.1:${d.metricsPort}/metrics`)).text();
     expect(metrics).toMatch(/^berth_cni_operation_duration_seconds_count\{op="ADD",plugin="bridge"\} 1$/m);
     expect(metrics).toMatch(/^berth_cni_operation_duration_seconds_count\{op="DEL",plugin="portmap"\} [1-9]/m);
@@ -229,14 +159,14 @@ describe('pod networking through CNI', () => {
       const podDir = path.join(d.stateDir, 'pods', id);
       const mine = podLine(id, ip);
       // While the pod runs, all that is looked for afterwards is there, so its absence then means something.
-      const veths = vethsOnBridge();
+      const veths = vethsOn(bridge);
       const rules = iptablesLines(mine);
       expect({
         cycle: i,
         inSubnet: ip.startsWith(`${subnet}.`),
         veths: veths.length,
         reservations: reservations(),
-        hostPortJump: rules.some((l) => l.startsWith(`-A ${HOSTPORT}DNAT `) && dport.test(l)),
+        hostPortJump: rules.some((l) => l.startsWith(`-A ${HOSTPORT_PREFIX}DNAT `) && dport.test(l)),
         dnat: rules.some((l) => l.includes(`--to-destination ${ip}:8080`)),
         masquerade: rules.some((l) => l.startsWith(`-A POSTROUTING -s ${ip}/32 `)),
         netnsPinned: mountsUnder(podDir).includes(path.join(podDir, 'ns', 'net')),
@@ -250,9 +180,9 @@ describe('pod networking through CNI', () => {
       expect({
         cycle: i,
         veth: ok('ip', ['link', 'show', veths[0] ?? 'none']),
-        vethsOnBridge: vethsOnBridge(),
+        vethsOnBridge: vethsOn(bridge),
         reservations: reservations(),
-        iptables: iptablesLines((l) => mine(l) || (l.includes(HOSTPORT) && dport.test(l))),
+        iptables: iptablesLines((l) => mine(l) || (l.includes(HOSTPORT_PREFIX) && dport.test(l))),
         mounts: mountsUnder(podDir),
         podDir: fs.existsSync(podDir),
         cached: readdirOr(cacheDir).filter((f) => f.includes(id)),
