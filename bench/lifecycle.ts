@@ -1,7 +1,8 @@
 // Pod and container lifecycle benchmark: berth against Debian's containerd 1.6, both driven through their CRI sockets
 // by the same client with the same sequence of calls, the same runc (cgroupfs) and the same busybox image.
 //
-//   node dist/bench/lifecycle.js [--phases=lifecycle,memory,network] [--pods=20] [--rounds=2] [--pod-pid=container|pod]
+//   node dist/bench/lifecycle.js [--phases=lifecycle,memory,network] [--pods=20] [--rounds=2] [--warmup-pods=3]
+//                                [--pod-pid=container|pod]
 //                                [--rss-pods=30] [--list-pods=20] [--list-per-pod=10] [--list-calls=50]
 //                                [--net-pods=20] [--net-rounds=2] [--runtimes=berth,containerd] [--keep]
 //
@@ -85,6 +86,8 @@ interface Options {
   phases: Set<Phase>;
   pods: number;
   rounds: number;
+  /** Pods in the untimed warm-up round per runtime before the timed lifecycle rounds (0 = none). */
+  warmupPods: number;
   podPid: 'container' | 'pod';
   rssPods: number;
   listPods: number;
@@ -98,14 +101,14 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = {
-    phases: new Set(PHASES), pods: 20, rounds: 2, podPid: 'container', rssPods: 30, listPods: 20, listPerPod: 10, listCalls: 50,
+    phases: new Set(PHASES), pods: 20, rounds: 2, warmupPods: 3, podPid: 'container', rssPods: 30, listPods: 20, listPerPod: 10, listCalls: 50,
     netPods: 20, netRounds: 2, runtimes: [...RUNTIMES], keep: false,
   };
   const usage = 'usage: lifecycle.js [--phases=lifecycle,memory,network] [--pods=N] [--rounds=N] [--pod-pid=container|pod] ' +
     '[--rss-pods=N] [--list-pods=N] [--list-per-pod=N] [--list-calls=N] [--net-pods=N] [--net-rounds=N] ' +
     '[--runtimes=berth,containerd] [--keep]';
   const ints: Record<string, keyof Options> = {
-    '--pods': 'pods', '--rounds': 'rounds', '--rss-pods': 'rssPods', '--list-pods': 'listPods', '--list-per-pod': 'listPerPod',
+    '--pods': 'pods', '--rounds': 'rounds', '--warmup-pods': 'warmupPods', '--rss-pods': 'rssPods', '--list-pods': 'listPods', '--list-per-pod': 'listPerPod',
     '--list-calls': 'listCalls', '--net-pods': 'netPods', '--net-rounds': 'netRounds',
   };
   for (const arg of argv) {
@@ -1267,6 +1270,12 @@ async function main(): Promise<number> {
         } catch (err) {
           fail(rt, 'start and pull', err);
         }
+      }
+      // Untimed warm-up round per runtime: both daemons have run every RPC before the first timed call (Node's JIT,
+      // Go's lazily built paths, page cache), so round 1 is not the only one that pays for it.
+      for (const [rt, d] of lifecycleDaemons) {
+        if (opts.warmupPods === 0 || isInterrupted()) break;
+        await lifecycleRound(d, newResults(), 0, images, { ...opts, pods: opts.warmupPods }, isInterrupted).catch((err: unknown) => fail(rt, 'warm-up round', err, d));
       }
       await runRounds(lifecycleDaemons, 'lifecycle', opts.rounds, opts.pods, (d, r, round) => lifecycleRound(d, r, round, images, opts, isInterrupted));
       await stopAll(lifecycleDaemons.values());
