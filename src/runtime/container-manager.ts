@@ -19,7 +19,7 @@ import type { ContainerEventType__Output } from '../server/generated/runtime/v1/
 import type { LinuxContainerResources__Output } from '../server/generated/runtime/v1/LinuxContainerResources';
 import { writeFileAtomic } from '../storage/atomic-file';
 import { NameRegistry, ObjectStore } from '../storage/object-store';
-import { mountRootfs, removeRootfs, rootfsPaths } from '../storage/rootfs';
+import { mountRootfs, removeRootfs, rootfsPaths, unmountRootfs } from '../storage/rootfs';
 import { watchExitDir, type ExitWatcher, type ExitWatcherLog } from './exit-watcher';
 import type { CreateOptions, ExitStatus, OciRuntime, RuntimeHandler } from './oci-runtime';
 import type { OciResources } from './oci-spec';
@@ -64,6 +64,8 @@ export interface ContainerDeps {
   runtime: (handler: RuntimeHandler) => OciRuntime;
   defaultCapabilities: () => string[];
   pidsLimit: () => number;
+  /** Takes a directory away now and deletes it in the background (storage/trash.ts); default: delete now. */
+  discard?: (dir: string) => Promise<void>;
   /** Told once per container the kernel killed for memory (berth_containers_oom_total). */
   onOomKilled?: (c: ContainerRecord) => void;
   /** Told of each lifecycle transition once it is checkpointed (GetContainerEvents); must not throw. */
@@ -226,6 +228,10 @@ export class ContainerManager {
     return parsed;
   }
 
+  private discard(dir: string): Promise<void> {
+    return this.deps.discard ? this.deps.discard(dir) : fs.rm(dir, { recursive: true, force: true });
+  }
+
   private launchOptions(c: ContainerRecord): CreateOptions {
     const { stdin, stdin_once: stdinOnce, tty } = c.config;
     return { id: c.id, bundle: c.bundle, logPath: c.logPath, exitDir: this.exitDir, persistDir: c.bundle, stdin, stdinOnce, tty };
@@ -277,11 +283,9 @@ export class ContainerManager {
     if (c.state !== 'CONTAINER_EXITED') await this.stop(c.id, 0);
     await this.locks.with(c.id, async () => {
       await this.deps.runtime(c.handler).delete(c.id, true);
-      await Promise.all([
-        removeRootfs(rootfsPaths(this.deps.containersDir, c.id)),
-        fs.rm(c.bundle, { recursive: true, force: true }),
-        fs.rm(path.join(this.exitDir, c.id), { force: true }),
-      ]);
+      const rootfs = rootfsPaths(this.deps.containersDir, c.id);
+      unmountRootfs(rootfs);
+      await Promise.all([this.discard(rootfs.dir), this.discard(c.bundle), fs.rm(path.join(this.exitDir, c.id), { force: true })]);
       const last = this.store.lookup(c.id) ?? c;
       await this.store.delete(c.id);
       this.noExitAt.delete(c.id);

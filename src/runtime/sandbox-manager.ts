@@ -55,6 +55,8 @@ export interface SandboxDeps {
   /** The configured handler a pod asks for ("" = default); throws for an unknown one. */
   handlerFor: (requested: string) => RuntimeHandler;
   network?: PodNetwork;
+  /** Takes a directory away now and deletes it in the background (storage/trash.ts); default: delete now. */
+  discard?: (dir: string) => Promise<void>;
 }
 
 /** What a pod needs of its containers when it stops or goes. */
@@ -178,7 +180,7 @@ export class SandboxManager {
         removePodNamespaces(path.join(pod.dir, 'ns')),
         removeCgroup(pod.config.linux?.cgroup_parent ? `${pod.cgroupParent}/pause` : pod.cgroupParent),
       ]);
-      await fs.rm(pod.dir, { recursive: true, force: true });
+      await (this.deps.discard ? this.deps.discard(pod.dir) : fs.rm(pod.dir, { recursive: true, force: true }));
       await this.store.delete(pod.id);
       this.names.release(pod.name, pod.id);
     });

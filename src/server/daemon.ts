@@ -19,6 +19,7 @@ import type { ServerContext } from './context';
 import { containerEvent, ContainerEvents } from './container-events';
 import { imageService } from './image-service';
 import type { Logger } from './log';
+import { Trash } from '../storage/trash';
 import { StreamingServer } from './streaming/server';
 import { streamingBackend } from './streaming-backend';
 import { introspection } from './introspection';
@@ -54,6 +55,9 @@ export class Daemon {
     await fs.mkdir(layout.containers, { recursive: true, mode: 0o711 });
 
     const metrics = new Metrics();
+    // Removed rootfs, bundle and pod dirs are deleted in the background (one trash dir per filesystem).
+    const trash = new Trash([path.join(cfg.root, 'trash'), path.join(cfg.state_dir, 'trash')], log);
+    await trash.init();
     const current = { cfg };
     const events = new ContainerEvents({
       queueSize: () => current.cfg.api.container_events_queue_size,
@@ -92,12 +96,14 @@ export class Daemon {
       cleanup.push('stop watching the CNI config', () => network.close());
       const sandboxes = new SandboxManager({
         network,
+        discard: (dir) => trash.discard(dir),
         stateDir: cfg.state_dir,
         checkpointDir: layout.podCheckpoints,
         cgroupParent: () => current.cfg.runtime.cgroup_parent,
         handlerFor: (requested) => selectHandler(current.cfg.runtime, requested, cfg.state_dir),
       });
       const containers = new ContainerManager({
+        discard: (dir) => trash.discard(dir),
         stateDir: cfg.state_dir,
         containersDir: layout.containers,
         checkpointDir: layout.containerCheckpoints,
