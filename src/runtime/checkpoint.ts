@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { BerthError, errorMessage, failedPrecondition, invalidArgument } from '../common/errors';
-import { run } from './conmon';
+import { run } from './process';
 import type { ContainerRecord } from './container-manager';
 import type { OciRuntime } from './oci-runtime';
 

@@ -9,9 +9,10 @@ import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { BerthError, errnoCode, errorMessage, invalidArgument, notFound } from '../common/errors';
 import { execPiped, execTty, type PipedExec, type TtyExec } from './stream-io';
+import { Capped, ENV_PATH, killGroup, killSession, procStat, run, signalNumber, sleep, waitGone, type RunResult } from './process';
+import { explainRuntimeError, parseRuntimeError } from './runtime-errors';
 import type { CreateOptions, CreateResult, ExecSyncOptions, ExecSyncResult, ExitStatus, OciRuntime, RuntimeState } from './oci-runtime';
 
-const ENV_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 const CALL_TIMEOUT_MS = 30_000;
 const CREATE_TIMEOUT_MS = 120_000;
 const KILL_GRACE_MS = 5_000;
@@ -449,197 +450,6 @@ async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boole
   }
 }
 
-// ---- process helpers ----
-
-export interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: Buffer;
-  stderr: Buffer;
-  timedOut: boolean;
-}
-
-interface RunOptions {
-  timeoutMs: number;
-  stdoutCap?: number;
-  stderrCap?: number;
-  /** Extra work at the timeout, after the command's process group got SIGKILL. */
-  onTimeout?: () => void;
-}
-
-/** Keeps the first `cap` bytes of a stream and drops the rest while the caller keeps draining (CVE-2022-31030). */
-export class Capped {
-  private readonly chunks: Buffer[] = [];
-  private size = 0;
-
-  constructor(private readonly cap: number) {}
-
-  push(b: Buffer): void {
-    const room = this.cap - this.size;
-    if (room <= 0) return;
-    const part = b.length > room ? Buffer.from(b.subarray(0, room)) : b;
-    this.chunks.push(part);
-    this.size += part.length;
-  }
-
-  buffer(): Buffer {
-    return Buffer.concat(this.chunks, this.size);
-  }
-
-  text(): string {
-    return this.buffer().toString('utf8');
-  }
-}
-
-/** Spawns file in its own process group with a minimal env; at the timeout SIGKILLs the group. Never rejects for a
- *  non-zero exit, only when the program cannot be started. */
-export function run(file: string, args: string[], o: RunOptions): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { detached: true, env: { PATH: ENV_PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out = new Capped(o.stdoutCap ?? 16 * 1024 * 1024);
-    const err = new Capped(o.stderrCap ?? SYNC_CAP);
-    const { stdout, stderr } = child;
-    stdout.on('data', (b: Buffer) => out.push(b));
-    stderr.on('data', (b: Buffer) => err.push(b));
-    let timedOut = false;
-    let settled = false;
-    let grace: NodeJS.Timeout | undefined;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup(child.pid);
-      o.onTimeout?.();
-    }, o.timeoutMs);
-    const finish = (): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      clearTimeout(grace);
-      stdout.destroy();
-      stderr.destroy();
-      resolve({ code: child.exitCode, signal: child.signalCode, stdout: out.buffer(), stderr: err.buffer(), timedOut });
-    };
-    child.once('error', (e) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      reject(e);
-    });
-    // 'close' waits for the pipes; a process left behind in the container could hold them open forever.
-    child.once('exit', () => (grace = setTimeout(finish, 1000)));
-    child.once('close', finish);
-  });
-}
-
-/** SIGKILL to a process group led by pid, and to pid itself in case it leads none. */
-export function killGroup(pid: number | undefined): void {
-  if (pid === undefined || !Number.isSafeInteger(pid) || pid <= 1) return;
-  for (const target of [-pid, pid]) {
-    try {
-      process.kill(target, 'SIGKILL');
-    } catch {
-      // ESRCH: already gone
-    }
-  }
-}
-
-let ownPgid: number | undefined;
-
-/** SIGKILL to pid and to its whole process group (runtimes make an exec'd process the head of a new session, though
- *  crun's leader is an intermediate that is gone) — never to berth's own group. */
-export async function killSession(pid: number): Promise<void> {
-  if (!Number.isSafeInteger(pid) || pid <= 1) return;
-  ownPgid ??= (await procStat(process.pid))?.pgid;
-  const pgid = (await procStat(pid))?.pgid;
-  killGroup(pid);
-  if (pgid !== undefined && pgid > 1 && pgid !== ownPgid) killGroup(pgid);
-}
-
-/** "SIGTERM", "TERM" or "15" → 15; anything else is rejected before it reaches an argv. */
-export function signalNumber(signal: string): number {
-  const s = String(signal).trim().toUpperCase();
-  if (/^\d{1,2}$/.test(s) && Number(s) >= 1 && Number(s) <= 64) return Number(s);
-  const n = (os.constants.signals as Record<string, number | undefined>)[s.startsWith('SIG') ? s : `SIG${s}`];
-  if (n === undefined) throw invalidArgument(`unknown signal "${String(signal).slice(0, 20)}"`);
-  return n;
-}
-
-/** The runtime's own message from its stderr or --log output: JSON lines ({"level","msg"}), logfmt
- *  (level=error msg="...") or plain text. Returns the last error (errorsOnly: ignore lines that are not errors). */
-export function parseRuntimeError(text: string, errorsOnly = false): string {
-  let last = '';
-  for (const line of text.split('\n')) {
-    const t = line.trim();
-    if (!t) continue;
-    if (t.startsWith('{')) {
-      try {
-        const j = JSON.parse(t) as { msg?: unknown; level?: unknown };
-        if (typeof j.msg === 'string') {
-          if (j.level === undefined || j.level === 'error' || j.level === 'fatal') last = j.msg;
-          continue;
-        }
-      } catch {
-        // not JSON after all
-      }
-    }
-    const m = /\blevel=(\w+)\s+msg="((?:[^"\\]|\\.)*)"/.exec(t);
-    if (m) {
-      if (m[1] === 'error' || m[1] === 'fatal') last = unquote(m[2] ?? '');
-      continue;
-    }
-    if (!errorsOnly) last = t;
-  }
-  return last;
-}
-
-const HYBRID_CGROUPS = /cgroups in hybrid mode/;
-
-/**
- * A runtime error with the fix appended where the runtime's own words do not give it. crun (1.x) refuses to run on
- * a hybrid v1 + v2 host while the v2 hierarchy has any controller; on Debian that is hugetlb until a v1 hugetlb
- * hierarchy is mounted. `controllersFile` is read to name the controllers (tests point it elsewhere).
- */
-export async function explainRuntimeError(message: string, controllersFile = '/sys/fs/cgroup/unified/cgroup.controllers'): Promise<string> {
-  if (!HYBRID_CGROUPS.test(message)) return message;
-  const controllers = (await fs.readFile(controllersFile, 'utf8').catch(() => '')).trim().split(/\s+/).filter((x) => /^[a-z_]+$/.test(x));
-  const mountCmd = (ctl: string): string => `mkdir -p /sys/fs/cgroup/${ctl} && mount -t cgroup -o ${ctl} cgroup /sys/fs/cgroup/${ctl}`;
-  const named = controllers.length ? ` (now: ${controllers.join(', ')})` : '';
-  const fixes = (controllers.length ? controllers : ['hugetlb']).map(mountCmd).join('; ');
-  return (
-    `${message} — crun does not run containers while the cgroup v2 hierarchy (/sys/fs/cgroup/unified) holds controllers${named}; ` +
-    `mount each as a cgroup v1 hierarchy (${fixes}), or use the runc handler`
-  );
-}
-
-function unquote(s: string): string {
-  try {
-    return JSON.parse(`"${s}"`) as string;
-  } catch {
-    return s.replace(/\\(.)/g, '$1');
-  }
-}
-
-/** Polls /proc until pid is gone (no entry, a zombie, or a new process under the same number). */
-export async function waitGone(pid: number, started: string, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const now = await procStat(pid);
-    if (!now || now.state === 'Z' || now.state === 'X' || now.start !== started) return true;
-    if (Date.now() >= deadline) return false;
-    await sleep(10);
-  }
-}
-
-export async function procStat(pid: number): Promise<{ state: string; pgid: number; start: string } | undefined> {
-  try {
-    const text = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-    // comm may hold spaces and parens: fields restart after the last ')'; state is field 3, pgrp 5, starttime 22.
-    const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { state: rest[0] ?? '', pgid: Number(rest[2]), start: rest[19] ?? '' };
-  } catch {
-    return undefined;
-  }
-}
-
 /** OOM kills recorded by the memory cgroup at an absolute cgroupfs path (v1 memory.oom_control, else v2 memory.events). */
 export async function cgroupOomKills(cgroupsPath: string): Promise<number> {
   const rel = path.posix.normalize(cgroupsPath);
@@ -650,8 +460,4 @@ export async function cgroupOomKills(cgroupsPath: string): Promise<number> {
     if (m) return Number(m[1]);
   }
   return 0;
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -18,7 +18,7 @@ import { errnoCode, errorMessage } from '../common/errors';
 import { nowNs } from '../common/time';
 import { writeFileAtomic } from '../storage/atomic-file';
 import { removeCgroup, cgroupHierarchies } from './cgroups';
-import { procStat, run, waitGone } from './conmon';
+import { procStat, run, waitGone } from './process';
 import { exitedRecord, type ContainerManager, type ContainerRecord } from './container-manager';
 import { pausePath } from './namespaces';
 import type { OciRuntime, RuntimeHandler, RuntimeState } from './oci-runtime';

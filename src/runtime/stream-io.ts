@@ -12,7 +12,8 @@ import path from 'node:path';
 import { Duplex, PassThrough, Writable, type Readable } from 'node:stream';
 import { BerthError, errnoCode, errorMessage, failedPrecondition, invalidArgument, type ErrorCode } from '../common/errors';
 import { packageRoot } from '../common/package-root';
-import { Capped, killGroup, killSession, parseRuntimeError, sleep } from './conmon';
+import { Capped, killGroup, killSession, sleep } from './process';
+import { parseRuntimeError } from './runtime-errors';
 
 const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', TMPDIR: os.tmpdir() };
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.+-]{0,254}$/;

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { BerthError } from '../../src/common/errors';
 import { nowNs } from '../../src/common/time';
-import { parseRuntimeError, signalNumber } from '../../src/runtime/conmon';
+import { signalNumber } from '../../src/runtime/process';
+import { parseRuntimeError } from '../../src/runtime/runtime-errors';
 import { runtimeFor, selectHandler, type OciRuntime, type RuntimeHandler } from '../../src/runtime/oci-runtime';
 
 const CONMON = '/usr/bin/conmon';

@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { explainRuntimeError, parseRuntimeError } from '../../src/runtime/conmon';
+import { explainRuntimeError, parseRuntimeError } from '../../src/runtime/runtime-errors';
 
 let tmp: string;
 beforeEach(() => {
