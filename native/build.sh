@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds berth's native helpers, each only when missing or older than its source: a static pause
-# (native/build/pause, it runs inside pod namespaces) and berth-stream-helper (exec/attach/port-forward relays, runs
-# on the host). Idempotent and quick. Needs gcc and libc6-dev (libc.a for -static).
+# (native/build/pause, it runs inside pod namespaces), berth-stream-helper (exec/attach/port-forward relays, runs
+# on the host) and berth-pod-ns (makes and pins a pod's namespaces in one process). Idempotent and quick. Needs
+# gcc and libc6-dev (libc.a for -static).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -32,3 +33,4 @@ trap 'if [[ -n $tmp ]]; then rm -f "$tmp"; fi' EXIT
 
 build pause pause.c -static -Os -s
 build berth-stream-helper stream-helper.c -O2 -s
+build berth-pod-ns pod-ns.c -O2 -s

@@ -1,6 +1,7 @@
 // Pod namespaces (net, ipc, uts and a pause-held pid namespace), pinned as nsfs bind mounts in the pod's ns dir so
 // runc joins them by path and a restarted berth finds them. Node's threads never setns/unshare (only the calling
-// thread would move): util-linux unshare/nsenter do it in child processes.
+// thread would move): child processes do it, berth-pod-ns (native/pod-ns.c) for a new pod's namespaces and util-linux
+// nsenter/unshare for sysctls and the pause holder.
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -11,10 +12,7 @@ import { MNT_DETACH, UMOUNT_NOFOLLOW, umount2 } from '../../native/mount';
 
 const UNSHARE = '/usr/bin/unshare';
 const NSENTER = '/usr/bin/nsenter';
-const HOSTNAME = '/usr/bin/hostname';
-const IP = '/usr/sbin/ip';
 const SH = '/bin/sh';
-const TRUE = '/usr/bin/true';
 const CHILD_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
 const CHILD_TIMEOUT_MS = 10_000;
 const PIN_NAMES = ['net', 'ipc', 'uts', 'pid'] as const;
@@ -58,14 +56,11 @@ export async function createPodNamespaces(
     }
     if (wanted.length === 0) return result;
     step = `unshare ${wanted.join(', ')}${name !== undefined ? `, set hostname ${JSON.stringify(name)}` : ''}${result.net !== undefined ? ', bring up loopback' : ''}`;
-    // One child for all of it: the name is set and loopback raised inside the new namespaces by a shell that unshare
-    // runs, so pod start-up pays for one process launched from Node, not two chains of them.
-    const script = [...(name !== undefined ? [`${HOSTNAME} -- "$1"`] : []), ...(result.net !== undefined ? [`${IP} link set lo up`] : [])];
-    const payload = script.length > 0 ? [SH, '-ec', script.join('\n'), 'sh', ...(name !== undefined ? [name] : [])] : [TRUE];
-    const res = await run(UNSHARE, [...wanted.map((k) => `--${k}=${result[k]}`), '--', ...payload]);
+    // One process does it all (native/pod-ns.c): each exec is milliseconds that RunPodSandbox waits for.
+    const res = await run(podNsPath(), [dir, ...wanted, ...(name !== undefined ? ['--hostname', name] : [])]);
     if (res.failed) {
-      // hostname(1) is the judge of a name's syntax; its refusal is the caller's error, not ours.
-      throw new BerthError(/^hostname:/m.test(res.stderr) ? 'INVALID_ARGUMENT' : 'INTERNAL', res.message);
+      // Exit 3: a hostname hostname(1) would refuse is the caller's error, not ours.
+      throw new BerthError(res.code === 3 ? 'INVALID_ARGUMENT' : 'INTERNAL', res.message);
     }
     return result;
   } catch (err) {
@@ -143,6 +138,10 @@ function checkSysctl(nsPaths: NamespacePaths, key: string, value: string): Sysct
 }
 
 /** The static pause binary built by native/build.sh. */
+export function podNsPath(): string {
+  return path.join(packageRoot(), 'native', 'build', 'berth-pod-ns');
+}
+
 export function pausePath(): string {
   return path.join(packageRoot(), 'native', 'build', 'pause');
 }

@@ -20,7 +20,7 @@ import { writeFileAtomic } from '../storage/atomic-file';
 import { removeCgroup, cgroupHierarchies } from './cgroups';
 import { procStat, run, waitGone } from './process';
 import { exitedRecord, type ContainerManager, type ContainerRecord } from './container-manager';
-import { pausePath } from './namespaces';
+import { pausePath, podNsPath } from './namespaces';
 import type { OciRuntime, RuntimeHandler, RuntimeState } from './oci-runtime';
 import type { SandboxManager, SandboxRecord } from './sandbox-manager';
 
@@ -116,6 +116,8 @@ class Recovery {
   private readonly log: RecoveryLog;
   private readonly conmonExe: string;
   private readonly pauseExe: string;
+  /** Namespace helpers, which name a pod's dir in their argv: unshare/nsenter (pause holder, sysctls) and berth-pod-ns. */
+  private readonly podNsExe: string;
   private readonly handlers: RuntimeHandler[];
   /** Real paths of the runtime binaries and conmon: the only processes that may be killed for naming a bundle. */
   private readonly containerTools: Set<string>;
@@ -136,6 +138,7 @@ class Recovery {
     this.log = deps.log;
     this.conmonExe = real(deps.conmonPath);
     this.pauseExe = real(pausePath());
+    this.podNsExe = real(podNsPath());
     const byKey = new Map<string, RuntimeHandler>();
     const recorded = [...deps.sandboxes.list().map((p) => p.handler), ...deps.containers.store.list().map((c) => c.handler)];
     for (const h of [...deps.handlers, ...recorded]) if (h) byKey.set(`${h.path}\0${h.root}`, h);
@@ -158,7 +161,7 @@ class Recovery {
     this.rebooted = previousBoot !== '' && previousBoot !== bootId;
     if (this.rebooted) this.log.info({ previousBoot, bootId }, 'recovery: the host rebooted since berth last ran');
     // The scans orphan removal needs run meanwhile (they only read).
-    const tools = new Set([...this.containerTools, UNSHARE, NSENTER, this.pauseExe]);
+    const tools = new Set([...this.containerTools, UNSHARE, NSENTER, this.podNsExe, this.pauseExe]);
     const scan = Promise.all([processTable(tools), this.listRuntimes()]).then((ok) => ({ ok }), (err: unknown) => ({ err }));
     await pool(this.deps.containers.store.list(), CONCURRENCY, (c) => this.reconcileContainer(c));
     lap('containers');
@@ -520,7 +523,7 @@ class Recovery {
       else this.log.warn({ entry: path.join(this.podsDir, name) }, 'recovery: leaving an entry that is not a berth pod id alone');
     }
     for (const p of this.procs) {
-      if (p.exe !== UNSHARE && p.exe !== NSENTER) continue;
+      if (!this.isNsHelper(p)) continue;
       for (const id of idsUnder(p.argv, this.podsDir)) if (!owned.has(id)) ids.add(id);
     }
     for (const id of ids) {
@@ -534,12 +537,16 @@ class Recovery {
     }
   }
 
+  private isNsHelper(p: Proc): boolean {
+    return p.exe === UNSHARE || p.exe === NSENTER || p.exe === this.podNsExe;
+  }
+
   private async removeOrphanPod(id: string): Promise<void> {
     const dir = path.join(this.podsDir, id);
     const did: string[] = [];
     // The namespace helpers and the pause holder (unshare/nsenter naming the pod's pins), and pause itself: a child of
     // the holder, or the init of the pinned pid namespace.
-    const holders = this.procs.filter((p) => (p.exe === UNSHARE || p.exe === NSENTER) && idsUnder(p.argv, this.podsDir).includes(id));
+    const holders = this.procs.filter((p) => this.isNsHelper(p) && idsUnder(p.argv, this.podsDir).includes(id));
     const pidPin = path.join(dir, 'ns', 'pid');
     const pinned = this.mounts.has(pidPin) ? await fs.stat(pidPin).then((s) => `pid:[${s.ino}]`, () => undefined) : undefined;
     const pauses: Proc[] = [];
