@@ -129,8 +129,9 @@ async function run<T>(ctx: CallContext, deps: RpcDeps, request: unknown, body: (
     if (isMalformed(request)) throw invalidArgument(`malformed ${ctx.operation} request: ${request[MALFORMED]}`);
     const result = await body();
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    if (isReadOperation(ctx.operation)) ctx.log.debug({ ms }, 'ok');
-    else ctx.log.info({ ms }, 'ok');
+    // A read at the usual info level logs nothing: do not even make the call's child logger for it.
+    if (!isReadOperation(ctx.operation)) ctx.log.info({ ms }, 'ok');
+    else if (deps.log.isLevelEnabled('debug')) ctx.log.debug({ ms }, 'ok');
     return result;
   } catch (err) {
     const failure = toGrpcFailure(err);
