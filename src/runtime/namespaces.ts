@@ -15,6 +15,7 @@ const NSENTER = '/usr/bin/nsenter';
 const SH = '/bin/sh';
 const CHILD_ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
 const CHILD_TIMEOUT_MS = 10_000;
+const PIN_WAIT_MS = 2_000;
 const PIN_NAMES = ['net', 'ipc', 'uts', 'pid'] as const;
 
 export interface NamespacePaths {
@@ -180,8 +181,15 @@ export async function startPause(nsPaths: NamespacePaths, pidNsDir: string): Pro
       return undefined;
     });
     step = 'checking the pinned pid namespace';
-    const [pinned, live] = await Promise.all([fs.stat(pidNsPath), fs.readlink(`/proc/${pid}/ns/pid`)]);
-    if (live !== `pid:[${pinned.ino}]`) throw internal(`pin ${pidNsPath} (inode ${pinned.ino}) is not pause's ${live}`);
+    // With --fork, unshare binds the pin after forking, so pause may run before its namespace is pinned: wait for it.
+    let seen = '';
+    await waitFor(PIN_WAIT_MS, async () => {
+      const [pinned, live] = await Promise.all([fs.stat(pidNsPath), fs.readlink(`/proc/${pid}/ns/pid`)]);
+      seen = `pin ${pidNsPath} (inode ${pinned.ino}) is not pause's ${live}`;
+      return live === `pid:[${pinned.ino}]` ? true : undefined;
+    }).catch(() => {
+      throw internal(seen);
+    });
     return { pid, pidNsPath };
   } catch (err) {
     throw await unwound(cleanup, `starting pause in ${pidNsDir}: ${step}`, err);
