@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { BerthError } from '../../src/common/errors';
 import { nowNs } from '../../src/common/time';
+import { removeCgroup } from '../../src/runtime/cgroups';
 import { signalNumber } from '../../src/runtime/process';
 import { parseRuntimeError } from '../../src/runtime/runtime-errors';
 import { runtimeFor, selectHandler, type OciRuntime, type RuntimeHandler } from '../../src/runtime/oci-runtime';
@@ -118,20 +119,9 @@ function processesFor(id: string): number[] {
   return found;
 }
 
-function rmCgroups(): void {
-  for (const ctrl of fs.readdirSync('/sys/fs/cgroup')) {
-    const parent = path.join('/sys/fs/cgroup', ctrl, cgroupParent);
-    if (!fs.existsSync(parent)) continue;
-    for (const e of fs.readdirSync(parent, { withFileTypes: true })) {
-      if (e.isDirectory()) fs.rmdirSync(path.join(parent, e.name));
-    }
-    fs.rmdirSync(parent);
-  }
-}
-
-afterAll(() => {
+afterAll(async () => {
   try {
-    rmCgroups();
+    await removeCgroup(cgroupParent);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

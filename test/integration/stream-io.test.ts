@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { packageRoot } from '../../src/common/package-root';
+import { removeCgroup } from '../../src/runtime/cgroups';
 import { runtimeFor, type RuntimeHandler } from '../../src/runtime/oci-runtime';
 import { attach, execPiped, execTty, portForward, streamHelperPath } from '../../src/runtime/stream-io';
 import { rejection } from '../helpers/rejection';
@@ -124,17 +125,6 @@ const ourHelpers = (): number[] => helpers().filter((h) => h.ppid === process.pi
 const cgroupPids = (c: Made): number[] =>
   fs.readFileSync(path.join('/sys/fs/cgroup/pids', cgroupParent, c.id, 'cgroup.procs'), 'utf8').trim().split('\n').filter(Boolean).map(Number).filter(alive);
 
-function rmCgroups(): void {
-  for (const ctrl of fs.readdirSync('/sys/fs/cgroup')) {
-    const parent = path.join('/sys/fs/cgroup', ctrl, cgroupParent);
-    if (!fs.existsSync(parent)) continue;
-    for (const e of fs.readdirSync(parent, { withFileTypes: true })) {
-      if (e.isDirectory()) fs.rmdirSync(path.join(parent, e.name));
-    }
-    fs.rmdirSync(parent);
-  }
-}
-
 beforeAll(() => {
   execFileSync(path.join(packageRoot(), 'native', 'build.sh'), [], { stdio: 'pipe' });
 });
@@ -148,9 +138,9 @@ afterEach(async () => {
   await until('our helpers to be gone', () => ourHelpers().length === 0 || undefined, 5000);
 });
 
-afterAll(() => {
+afterAll(async () => {
   try {
-    rmCgroups();
+    await removeCgroup(cgroupParent);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
