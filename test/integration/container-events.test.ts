@@ -2,15 +2,13 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { removeCgroup } from '../../src/runtime/cgroups';
 import { loadCri } from '../../src/server/proto';
 import type { ContainerConfig } from '../../src/server/generated/runtime/v1/ContainerConfig';
 import type { ContainerEventResponse__Output } from '../../src/server/generated/runtime/v1/ContainerEventResponse';
 import type { PodSandboxConfig } from '../../src/server/generated/runtime/v1/PodSandboxConfig';
-import { buildImage, busyboxLayer } from '../fixtures/oci-image';
-import { Registry, startRegistry } from '../fixtures/registry';
-import { CriClient } from '../helpers/cri-client';
-import { startDaemon, TestDaemon } from '../helpers/daemon';
+import type { CriClient } from '../helpers/cri-client';
+import type { TestDaemon } from '../helpers/daemon';
+import { startPodFixture, type PodFixture } from '../helpers/pod-fixture';
 
 const cgroupParent = `/berth-ev-${randomBytes(4).toString('hex')}`;
 const QUEUE_SIZE = 4;
@@ -63,7 +61,7 @@ async function scrape(d: TestDaemon): Promise<{ families: Map<string, string>; s
 }
 
 describe('container events and node metrics', () => {
-  let reg: Registry;
+  let f: PodFixture;
   let d: TestDaemon;
   let c: CriClient;
   let image: string;
@@ -72,27 +70,15 @@ describe('container events and node metrics', () => {
   const subscribers: Subscriber[] = [];
 
   beforeAll(async () => {
-    reg = await startRegistry();
-    await reg.push('ev/busybox', 'v1', buildImage({ layers: [await busyboxLayer()], config: { Cmd: ['/bin/sh'] } }));
-    image = `${reg.host}/ev/busybox:v1`;
-    d = await startDaemon({ toml: `[runtime]\ncgroup_parent = "${cgroupParent}"\n`, args: ['--api-container-events-queue-size', String(QUEUE_SIZE)] });
-    c = d.client();
-    await c.image.PullImage({ image: { image } });
-    podConfig = { metadata: { name: 'ev-pod', namespace: 'default', uid: 'ev-pod-uid', attempt: 0 }, hostname: 'ev-pod', labels: { app: 'ev' }, annotations: {} };
-    podId = (await c.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
+    f = await startPodFixture({ name: 'ev', cgroupParent, daemon: { args: ['--api-container-events-queue-size', String(QUEUE_SIZE)] }, pod: { labels: { app: 'ev' } } });
+    ({ d, c, image, podId, podConfig } = f);
   });
 
   afterEach(() => {
     for (const s of subscribers.splice(0)) s.close();
   });
 
-  afterAll(async () => {
-    if (c && podId) await c.runtime.RemovePodSandbox({ pod_sandbox_id: podId }).catch(() => undefined);
-    await d?.stop();
-    d?.cleanup();
-    await reg?.stop();
-    await removeCgroup(cgroupParent);
-  });
+  afterAll(() => f?.close());
 
   function ctr(name: string, extra: Partial<ContainerConfig> = {}): ContainerConfig {
     return { metadata: { name, attempt: 0 }, image: { image }, labels: { name }, command: ['sleep', '1000'], ...extra };

@@ -4,13 +4,12 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { removeCgroup } from '../../src/runtime/cgroups';
 import type { ContainerConfig } from '../../src/server/generated/runtime/v1/ContainerConfig';
 import type { PodSandboxConfig } from '../../src/server/generated/runtime/v1/PodSandboxConfig';
-import { buildImage, busyboxLayer } from '../fixtures/oci-image';
-import { Registry, startRegistry } from '../fixtures/registry';
-import { CriClient } from '../helpers/cri-client';
-import { startDaemon, TestDaemon } from '../helpers/daemon';
+import type { Registry } from '../fixtures/registry';
+import type { CriClient } from '../helpers/cri-client';
+import type { TestDaemon } from '../helpers/daemon';
+import { startPodFixture, type PodFixture } from '../helpers/pod-fixture';
 
 const cgroupParent = `/berth-ctr-${randomBytes(4).toString('hex')}`;
 
@@ -25,6 +24,7 @@ async function waitFor<T>(fn: () => Promise<T | undefined>, ms = 10_000): Promis
 }
 
 describe('containers', () => {
+  let f: PodFixture;
   let reg: Registry;
   let d: TestDaemon;
   let c: CriClient;
@@ -34,25 +34,12 @@ describe('containers', () => {
   let podConfig: PodSandboxConfig;
 
   beforeAll(async () => {
-    reg = await startRegistry();
-    const built = buildImage({ layers: [await busyboxLayer()], config: { Env: ['FROM_IMAGE=yes'], Cmd: ['/bin/sh'] } });
-    await reg.push('ctr/busybox', 'v1', built);
-    image = `${reg.host}/ctr/busybox:v1`;
-    d = await startDaemon({ toml: `[runtime]\ncgroup_parent = "${cgroupParent}"\n` });
-    c = d.client();
-    await c.image.PullImage({ image: { image } });
+    f = await startPodFixture({ name: 'ctr', cgroupParent, imageConfig: { Env: ['FROM_IMAGE=yes'], Cmd: ['/bin/sh'] } });
+    ({ reg, d, c, image, podId, podConfig } = f);
     logDir = path.join(d.dir, 'logs');
-    podConfig = { metadata: { name: 'ctr-pod', namespace: 'default', uid: 'ctr-pod-uid', attempt: 0 }, hostname: 'ctr-pod', log_directory: logDir, labels: {}, annotations: {} };
-    podId = (await c.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
   });
 
-  afterAll(async () => {
-    if (c && podId) await c.runtime.RemovePodSandbox({ pod_sandbox_id: podId }).catch(() => undefined);
-    await d?.stop();
-    d?.cleanup();
-    await reg?.stop();
-    await removeCgroup(cgroupParent);
-  });
+  afterAll(() => f?.close());
 
   function ctr(name: string, extra: Partial<ContainerConfig> = {}): ContainerConfig {
     return { metadata: { name, attempt: 0 }, image: { image }, log_path: `${name}.log`, labels: { name }, ...extra };

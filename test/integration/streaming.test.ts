@@ -5,13 +5,11 @@ import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { PassThrough } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import { removeCgroup } from '../../src/runtime/cgroups';
 import type { ContainerConfig } from '../../src/server/generated/runtime/v1/ContainerConfig';
 import type { PodSandboxConfig } from '../../src/server/generated/runtime/v1/PodSandboxConfig';
-import { buildImage, busyboxLayer } from '../fixtures/oci-image';
-import { Registry, startRegistry } from '../fixtures/registry';
 import type { CriClient } from '../helpers/cri-client';
-import { startDaemon, TestDaemon } from '../helpers/daemon';
+import type { TestDaemon } from '../helpers/daemon';
+import { startPodFixture, type PodFixture } from '../helpers/pod-fixture';
 import { spdyCommand, spdyPortForward, upgradeSpdy, wsCommand } from '../helpers/stream-client';
 
 const cgroupParent = `/berth-streaming-${randomBytes(4).toString('hex')}`;
@@ -38,7 +36,7 @@ async function waitFor<T>(what: string, check: () => T | undefined | Promise<T |
 }
 
 describe('streaming through the daemon', () => {
-  let reg: Registry;
+  let f: PodFixture;
   let d: TestDaemon;
   let c: CriClient;
   let image: string;
@@ -46,23 +44,11 @@ describe('streaming through the daemon', () => {
   let podConfig: PodSandboxConfig;
 
   beforeAll(async () => {
-    reg = await startRegistry();
-    await reg.push('stream/busybox', 'v1', buildImage({ layers: [await busyboxLayer()], config: { Cmd: ['/bin/sh'] } }));
-    image = `${reg.host}/stream/busybox:v1`;
-    d = await startDaemon({ toml: `[runtime]\ncgroup_parent = "${cgroupParent}"\n[streaming]\ntoken_ttl_seconds = 3\n` });
-    c = d.client();
-    await c.image.PullImage({ image: { image } });
-    podConfig = { metadata: { name: 'stream-pod', namespace: 'default', uid: 'stream-pod-uid', attempt: 0 }, hostname: 'stream-pod', labels: {}, annotations: {} };
-    podId = (await c.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
+    f = await startPodFixture({ name: 'stream', cgroupParent, toml: '[streaming]\ntoken_ttl_seconds = 3\n' });
+    ({ d, c, image, podId, podConfig } = f);
   });
 
-  afterAll(async () => {
-    if (c && podId) await c.runtime.RemovePodSandbox({ pod_sandbox_id: podId }).catch(() => undefined);
-    await d?.stop();
-    d?.cleanup();
-    await reg?.stop();
-    await removeCgroup(cgroupParent);
-  });
+  afterAll(() => f?.close());
 
   async function run(name: string, extra: Partial<ContainerConfig>): Promise<string> {
     const { container_id: id } = await c.runtime.CreateContainer({ pod_sandbox_id: podId, config: { metadata: { name, attempt: 0 }, image: { image }, ...extra }, sandbox_config: podConfig });
