@@ -10,6 +10,7 @@ import { removeCgroup } from '../../src/runtime/cgroups';
 import { signalNumber } from '../../src/runtime/process';
 import { parseRuntimeError } from '../../src/runtime/runtime-errors';
 import { runtimeFor, selectHandler, type OciRuntime, type RuntimeHandler } from '../../src/runtime/oci-runtime';
+import { until } from '../helpers/until';
 
 const CONMON = '/usr/bin/conmon';
 const BUSYBOX_APPLETS = ['sh', 'echo', 'cat', 'sleep', 'true', 'false'];
@@ -82,18 +83,6 @@ function crunProblem(): string | undefined {
 const crunSkip = crunProblem();
 const handlers: RuntimeHandler[] = [{ name: 'runc', path: '/usr/sbin/runc', root: path.join(tmp, 'runc-root') }];
 if (crunSkip === undefined) handlers.push({ name: 'crun', path: '/usr/bin/crun', root: path.join(tmp, 'crun-root') });
-
-function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 10000): Promise<T> {
-  const deadline = Date.now() + ms;
-  return (async () => {
-    for (;;) {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  })();
-}
 
 const alive = (pid: number): boolean => {
   try {

@@ -13,6 +13,7 @@ import { removeCgroup } from '../../src/runtime/cgroups';
 import { runtimeFor, type RuntimeHandler } from '../../src/runtime/oci-runtime';
 import { attach, execPiped, execTty, portForward, streamHelperPath } from '../../src/runtime/stream-io';
 import { rejection } from '../helpers/rejection';
+import { until } from '../helpers/until';
 
 const CONMON = '/usr/bin/conmon';
 const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' };
@@ -74,18 +75,6 @@ async function container(args: string[], o: { stdin?: boolean; tty?: boolean } =
 }
 
 const proc = (args: string[]): object => ({ user: { uid: 0, gid: 0 }, args, env: ['PATH=/bin', 'TERM=xterm'], cwd: '/' });
-
-function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 10000): Promise<T> {
-  const deadline = Date.now() + ms;
-  return (async () => {
-    for (;;) {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  })();
-}
 
 /** Collects a stream's text as it arrives. */
 function collect(s: Readable): { text: () => string; ended: Promise<void> } {

@@ -10,6 +10,7 @@ import type { PodSandboxConfig } from '../../src/server/generated/runtime/v1/Pod
 import type { CriClient } from '../helpers/cri-client';
 import type { TestDaemon } from '../helpers/daemon';
 import { startPodFixture, type PodFixture } from '../helpers/pod-fixture';
+import { until } from '../helpers/until';
 import { spdyCommand, spdyPortForward, upgradeSpdy, wsCommand } from '../helpers/stream-client';
 
 const cgroupParent = `/berth-streaming-${randomBytes(4).toString('hex')}`;
@@ -25,14 +26,6 @@ function pgrep(pattern: string): string {
 
 function helpersRunning(): number {
   return pgrep('build/berth-stream-helper').split('\n').filter(Boolean).length;
-}
-
-async function waitFor<T>(what: string, check: () => T | undefined | Promise<T | undefined>, ms = 10_000): Promise<T> {
-  for (const deadline = Date.now() + ms; ; await new Promise((r) => setTimeout(r, 50))) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-  }
 }
 
 describe('streaming through the daemon', () => {
@@ -107,7 +100,7 @@ describe('streaming through the daemon', () => {
     expect((await got).stdout).toContain('hello reader');
     expect((await c.runtime.ContainerStatus({ container_id: reader })).status?.state).toBe('CONTAINER_RUNNING');
     for (const id of [printer, reader]) await c.runtime.RemoveContainer({ container_id: id });
-    await waitFor('no stream helper left', () => (helpersRunning() === 0 ? true : undefined));
+    await until('no stream helper left', () => (helpersRunning() === 0 ? true : undefined));
   }, 30_000);
 
   it('closes an exec stream cleanly when the container exits mid-stream, and a vanished client leaks no process', async () => {
@@ -117,16 +110,16 @@ describe('streaming through the daemon', () => {
     const id2 = await run('long', { command: ['sleep', '100000'] });
     const { session } = await upgradeSpdy(await execUrl(id2, ['sleep', '4242']), ['v4.channel.k8s.io']);
     for (const t of ['error', 'stdout', 'stderr']) session.openStream({ streamtype: t }).on('error', () => undefined);
-    await waitFor('the exec to run', () => (pgrep('^sleep 4242') ? true : undefined));
+    await until('the exec to run', () => (pgrep('^sleep 4242') ? true : undefined));
     session.destroy();
-    await waitFor('the exec to be killed', () => (pgrep('^sleep 4242') === '' ? true : undefined));
-    await waitFor('no stream helper left', () => (helpersRunning() === 0 ? true : undefined));
+    await until('the exec to be killed', () => (pgrep('^sleep 4242') === '' ? true : undefined));
+    await until('no stream helper left', () => (helpersRunning() === 0 ? true : undefined));
     for (const x of [id, id2]) await c.runtime.RemoveContainer({ container_id: x });
   }, 30_000);
 
   it('port-forwards to an httpd inside the pod: 10 concurrent connections and 50 MiB checksum-equal', async () => {
     const id = await run('web', { command: ['sh', '-c', 'mkdir -p /www && echo hello-from-pod > /www/index.html && /bin/busybox dd if=/dev/urandom of=/www/big bs=1M count=50 2>/dev/null && exec httpd -f -p 8080 -h /www'] });
-    const sum = await waitFor('the big file', async () => {
+    const sum = await until('the big file', async () => {
       const out = await c.runtime.ExecSync({ container_id: id, cmd: ['/bin/busybox', 'sha256sum', '/www/big'], timeout: 10 }).catch(() => undefined);
       const text = out ? Buffer.from(out.stdout).toString() : '';
       return /^[0-9a-f]{64} /.test(text) ? text.slice(0, 64) : undefined;
@@ -148,7 +141,7 @@ describe('streaming through the daemon', () => {
 
   it('counts every session out of berth_streams_active once it is over', async () => {
     const active = async (): Promise<string | undefined> => /^berth_streams_active (\S+)$/m.exec(await (await fetch(`http://127.0.0.1:${d.metricsPort}/metrics`)).text())?.[1];
-    await waitFor('no active stream', async () => ((await active()) === '0' ? true : undefined)).catch(async () => {
+    await until('no active stream', async () => ((await active()) === '0' ? true : undefined)).catch(async () => {
       process.stdout.write(d.logs().split('\n').filter((l) => l.includes('streaming')).join('\n'));
       expect(await active()).toBe('0');
     });
