@@ -7,19 +7,42 @@
 // unshare()s the named namespaces and pins each by bind-mounting /proc/self/ns/<kind> onto <pin-dir>/<kind> (an
 // empty file berth made), as `ip netns add` does; then sets the hostname in the new UTS namespace and raises
 // loopback in the new network namespace. Exit 0 on success; 3 for a hostname hostname(1) would refuse; 1 for any
-// other failure, the failing step on stderr. Pins made before a failure are the caller's to unmount.
+// other failure, the failing step on stderr; 2 for bad usage. Pins made before a failure are the caller's to unmount.
+//
+//   berth-pod-ns --serve
+//
+// The same, without an exec per pod: berth starts one server and sends it requests on stdin; the server forks a
+// child per request (the child unshares, never the server) and replies on stdout. A request is the one-shot argv
+// after argv[0] prefixed by a decimal id, each field NUL-terminated, ended by an empty field:
+//
+//   id\0pin-dir\0kind\0...[--hostname\0NAME\0]\0
+//
+// at most REQ_MAX bytes. The reply is one line, "id code message\n": code as the one-shot exit status (1 with
+// "killed by signal N" when the child died of a signal), message the child's stderr with control characters made
+// spaces, empty on success. An oversize or malformed request whose id is readable gets code 2; one whose id is not
+// ends the server (exit 1). Exits 0 at EOF on stdin, and dies with its parent.
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#define REQ_MAX 8192    // bytes in one request, terminator included
+#define FIELDS_MAX 16   // fields in one request, id included: a valid one has at most 7
+#define ID_MAX 20       // digits in a request id
+#define MSG_MAX 4096    // bytes of a child's stderr kept for the reply
 
 static int fail(int code, const char *what, const char *arg) {
   fprintf(stderr, "berth-pod-ns: %s%s%s: %s\n", what, arg ? " " : "", arg ? arg : "", strerror(errno));
@@ -62,7 +85,9 @@ static int loopback_up(void) {
   return rc;
 }
 
-int main(int argc, char **argv) {
+// The work of both modes: parses the one-shot argv, makes the namespaces, and returns the exit code. Moves the
+// calling process into the new namespaces, so the server only ever runs it in a forked child.
+static int pod_ns(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: berth-pod-ns <pin-dir> <net|ipc|uts>... [--hostname NAME]\n");
     return 2;
@@ -105,4 +130,194 @@ int main(int argc, char **argv) {
   }
   if ((flags & CLONE_NEWNET) && loopback_up() < 0) return fail(1, "bringing up loopback", NULL);
   return 0;
+}
+
+// ---- server mode
+
+static int devnull = -1;
+
+static void die(const char *what) {
+  fprintf(stderr, "berth-pod-ns --serve: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void write_all(const char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(STDOUT_FILENO, buf, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) die("writing a reply"); // berth closed its end: nobody to serve
+    buf += n;
+    len -= (size_t)n;
+  }
+}
+
+static void reply(const char *id, int code, char *msg) {
+  // One line per reply: control characters (newlines among them) become spaces, trailing ones go.
+  size_t len = strlen(msg);
+  for (size_t i = 0; i < len; i++) if ((unsigned char)msg[i] < ' ' || msg[i] == 0x7f) msg[i] = ' ';
+  while (len > 0 && msg[len - 1] == ' ') msg[--len] = '\0';
+  char line[ID_MAX + 16 + MSG_MAX];
+  int n = snprintf(line, sizeof(line), "%s %d %s\n", id, code, msg);
+  if (n < 0) die("formatting a reply");
+  if ((size_t)n >= sizeof(line)) {
+    n = sizeof(line) - 1;
+    line[n - 1] = '\n';
+  }
+  write_all(line, (size_t)n);
+}
+
+static bool readable_id(const char *id) {
+  size_t len = strlen(id);
+  if (len == 0 || len > ID_MAX) return false;
+  for (size_t i = 0; i < len; i++) if (!isdigit((unsigned char)id[i])) return false;
+  return true;
+}
+
+// Runs pod_ns in a forked child with its stderr on a pipe, and replies with its exit status and what it wrote.
+static void handle(char **fields, int nfields) {
+  const char *id = fields[0];
+  char msg[MSG_MAX];
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    snprintf(msg, sizeof(msg), "berth-pod-ns --serve: pipe: %s", strerror(errno));
+    reply(id, 1, msg);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(msg, sizeof(msg), "berth-pod-ns --serve: fork: %s", strerror(errno));
+    close(pipefd[0]);
+    close(pipefd[1]);
+    reply(id, 1, msg);
+    return;
+  }
+  if (pid == 0) {
+    // A child stuck in the kernel (a hung mount) dies with a server berth killed for not replying.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(pipefd[0]);
+    // Off berth's pipes: only the server talks to berth, and a stray child must not hold them open.
+    if (dup2(pipefd[1], STDERR_FILENO) < 0 || dup2(devnull, STDIN_FILENO) < 0 || dup2(devnull, STDOUT_FILENO) < 0) _exit(1);
+    close(pipefd[1]);
+    close(devnull);
+    fields[0] = "berth-pod-ns"; // argv[0] in the one-shot argv
+    _exit(pod_ns(nfields, fields));
+  }
+  close(pipefd[1]);
+  size_t len = 0;
+  for (;;) {
+    char scratch[512];
+    bool room = len < sizeof(msg) - 1;
+    ssize_t n = room ? read(pipefd[0], msg + len, sizeof(msg) - 1 - len) : read(pipefd[0], scratch, sizeof(scratch));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break; // EOF: the child exited (an error reading is reported by its status alone)
+    if (room) len += (size_t)n;
+  }
+  msg[len] = '\0';
+  close(pipefd[0]);
+  int status;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) die("waitpid");
+  }
+  if (WIFSIGNALED(status)) {
+    snprintf(msg + len, sizeof(msg) - len, "%skilled by signal %d", len > 0 ? " " : "", WTERMSIG(status));
+    reply(id, 1, msg);
+  } else {
+    reply(id, WIFEXITED(status) ? WEXITSTATUS(status) : 1, msg);
+  }
+}
+
+// Splits one complete request (`len` bytes, ending with its empty field) into fields and handles it.
+static void dispatch(char *req, size_t len) {
+  char *fields[FIELDS_MAX + 1];
+  int nfields = 0;
+  bool too_many = false;
+  for (size_t at = 0; at < len && req[at] != '\0'; at += strlen(req + at) + 1) {
+    if (nfields == FIELDS_MAX) {
+      too_many = true;
+      break;
+    }
+    fields[nfields++] = req + at;
+  }
+  if (nfields == 0 || !readable_id(fields[0])) {
+    errno = EPROTO;
+    die("a request without a readable id");
+  }
+  if (too_many) {
+    char msg[64];
+    snprintf(msg, sizeof(msg), "berth-pod-ns --serve: more than %d fields in a request", FIELDS_MAX - 1);
+    reply(fields[0], 2, msg);
+    return;
+  }
+  fields[nfields] = NULL;
+  handle(fields, nfields);
+}
+
+// Where the request starting at `buf` ends (just past its empty field), or 0 when `len` bytes do not hold all of it.
+static size_t request_end(const char *buf, size_t len) {
+  if (len > 0 && buf[0] == '\0') return 1; // an empty request, no id: dispatch refuses it
+  for (size_t i = 1; i < len; i++) if (buf[i] == '\0' && buf[i - 1] == '\0') return i + 1;
+  return 0;
+}
+
+static int serve(void) {
+  pid_t parent = getppid();
+  // Dies with berth; the check covers berth dying before the prctl.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl");
+  if (getppid() != parent) return 1;
+  signal(SIGPIPE, SIG_IGN); // a closed stdout is a failed write, and then the server exits
+  devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull < 0) die("/dev/null");
+  static char buf[REQ_MAX];
+  size_t len = 0;
+  bool skipping = false; // discarding the rest of an oversize request
+  char prev = 'x';       // the last byte discarded
+  for (;;) {
+    ssize_t n = read(STDIN_FILENO, buf + len, sizeof(buf) - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) die("reading requests");
+    if (n == 0) {
+      if (len == 0 && !skipping) return 0;
+      errno = EPROTO;
+      die("end of input inside a request");
+    }
+    len += (size_t)n;
+    if (skipping) {
+      size_t i = 0;
+      for (; i < len && !(buf[i] == '\0' && prev == '\0'); i++) prev = buf[i];
+      if (i == len) {
+        len = 0;
+        continue;
+      }
+      skipping = false;
+      memmove(buf, buf + i + 1, len - i - 1);
+      len -= i + 1;
+    }
+    size_t end;
+    while ((end = request_end(buf, len)) > 0) {
+      dispatch(buf, end);
+      memmove(buf, buf + end, len - end);
+      len -= end;
+    }
+    if (len == sizeof(buf)) {
+      // Full without an end: reply if the id can be read, then drop bytes up to the request's empty field.
+      char id[ID_MAX + 1];
+      size_t idlen = strnlen(buf, sizeof(buf));
+      if (idlen <= ID_MAX) memcpy(id, buf, idlen + 1);
+      if (idlen > ID_MAX || !readable_id(id)) {
+        errno = EMSGSIZE;
+        die("an oversize request without a readable id");
+      }
+      char msg[64];
+      snprintf(msg, sizeof(msg), "berth-pod-ns --serve: request larger than %d bytes", REQ_MAX);
+      reply(id, 2, msg);
+      skipping = true;
+      prev = buf[len - 1];
+      len = 0;
+    }
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--serve") == 0) return serve();
+  return pod_ns(argc, argv);
 }

@@ -1,13 +1,15 @@
 // Pod namespaces (net, ipc, uts and a pause-held pid namespace), pinned as nsfs bind mounts in the pod's ns dir so
 // runc joins them by path and a restarted berth finds them. Node's threads never setns/unshare (only the calling
-// thread would move): child processes do it, berth-pod-ns (native/pod-ns.c) for a new pod's namespaces and util-linux
-// nsenter/unshare for sysctls and the pause holder.
+// thread would move): child processes do it, berth-pod-ns (native/pod-ns.c) for a new pod's namespaces (a child forked
+// by one long-lived `berth-pod-ns --serve`) and util-linux nsenter/unshare for sysctls and the pause holder.
 import { execFile, spawn } from 'node:child_process';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CleanupStack } from '../common/cleanup-stack';
 import { BerthError, ErrorCode, errnoCode, errorMessage, failedPrecondition, internal, invalidArgument } from '../common/errors';
 import { packageRoot } from '../common/package-root';
+import { PodNsServer } from './pod-ns-server';
 import { MNT_DETACH, UMOUNT_NOFOLLOW, umount2 } from '../../native/mount';
 
 const UNSHARE = '/usr/bin/unshare';
@@ -50,15 +52,16 @@ export async function createPodNamespaces(
   const cleanup = new CleanupStack();
   let step = `making ${dir}`;
   try {
-    await mkdirOwned(dir, cleanup);
+    mkdirOwned(dir, cleanup);
     for (const kind of wanted) {
       step = `creating the ${kind} pin file`;
-      result[kind] = await createPinFile(dir, kind, cleanup);
+      result[kind] = createPinFile(dir, kind, cleanup);
     }
     if (wanted.length === 0) return result;
     step = `unshare ${wanted.join(', ')}${name !== undefined ? `, set hostname ${JSON.stringify(name)}` : ''}${result.net !== undefined ? ', bring up loopback' : ''}`;
-    // One process does it all (native/pod-ns.c): each exec is milliseconds that RunPodSandbox waits for.
-    const res = await run(podNsPath(), [dir, ...wanted, ...(name !== undefined ? ['--hostname', name] : [])]);
+    // One process does it all (native/pod-ns.c), forked by the long-lived berth-pod-ns server rather than exec'd: an
+    // exec is milliseconds that RunPodSandbox waits for, and Node's spawn blocks the event loop meanwhile.
+    const res = await runPodNs([dir, ...wanted, ...(name !== undefined ? ['--hostname', name] : [])]);
     if (res.failed) {
       // Exit 3: a hostname hostname(1) would refuse is the caller's error, not ours.
       throw new BerthError(res.code === 3 ? 'INVALID_ARGUMENT' : 'INTERNAL', res.message);
@@ -138,11 +141,37 @@ function checkSysctl(nsPaths: NamespacePaths, key: string, value: string): Sysct
   return { name: dotted, value, file: `/proc/sys/${parts.join('/')}`, scope };
 }
 
-/** The static pause binary built by native/build.sh. */
+/** The pod namespace helper built by native/build.sh. */
 export function podNsPath(): string {
   return path.join(packageRoot(), 'native', 'build', 'berth-pod-ns');
 }
 
+let podNsServer: PodNsServer | undefined;
+
+function podNs(): PodNsServer {
+  podNsServer ??= new PodNsServer(podNsPath(), CHILD_ENV, CHILD_TIMEOUT_MS);
+  return podNsServer;
+}
+
+/**
+ * Starts `berth-pod-ns --serve` ahead of the first pod (its spawn blocks the event loop for milliseconds); false when
+ * it cannot be spawned, and pods then exec berth-pod-ns each. Optional: the first createPodNamespaces starts it too.
+ */
+export function startPodNsServer(): boolean {
+  return podNs().start();
+}
+
+/** Stops the berth-pod-ns server (it exits at the end of its stdin) and waits for it; the next pod starts a new one. */
+export async function stopPodNsServer(): Promise<void> {
+  await podNsServer?.stop();
+}
+
+/** Pid of the running berth-pod-ns server, if any. */
+export function podNsServerPid(): number | undefined {
+  return podNsServer?.pid;
+}
+
+/** The static pause binary built by native/build.sh. */
 export function pausePath(): string {
   return path.join(packageRoot(), 'native', 'build', 'pause');
 }
@@ -161,7 +190,7 @@ export async function startPause(nsPaths: NamespacePaths, pidNsDir: string): Pro
   const cleanup = new CleanupStack();
   let step = 'creating the pid pin file';
   try {
-    const pidNsPath = await createPinFile(pidNsDir, 'pid', cleanup);
+    const pidNsPath = createPinFile(pidNsDir, 'pid', cleanup);
     const joins = (['net', 'ipc', 'uts'] as const).flatMap((k) => (nsPaths[k] !== undefined ? [`--${k}=${nsPaths[k]}`] : []));
     // --kill-child: pause never outlives its unshare parent; unshare exits when pause does.
     const unshareArgs = [`--pid=${pidNsPath}`, '--fork', '--kill-child', '--', pause];
@@ -211,8 +240,9 @@ export async function stopPause(pid: number): Promise<void> {
 
 // ---- helpers
 
-async function mkdirOwned(dir: string, cleanup: CleanupStack): Promise<void> {
-  const first = await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+// mkdir and the pin files are made in the calling thread: each is one quick syscall, cheaper than a thread-pool trip.
+function mkdirOwned(dir: string, cleanup: CleanupStack): void {
+  const first = fsSync.mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (first === undefined) return; // existed: not ours to remove
   cleanup.push(`remove ${dir}`, async () => {
     // Only the dirs this call made, innermost first; rmdir leaves anything someone else put there.
@@ -224,10 +254,10 @@ async function mkdirOwned(dir: string, cleanup: CleanupStack): Promise<void> {
 }
 
 /** Creates an empty file for a namespace bind mount (the target must exist); EEXIST means another pod's pin. */
-async function createPinFile(dir: string, kind: string, cleanup: CleanupStack): Promise<string> {
+function createPinFile(dir: string, kind: string, cleanup: CleanupStack): string {
   const file = path.join(dir, kind);
   try {
-    await (await fs.open(file, 'wx', 0o444)).close();
+    fsSync.closeSync(fsSync.openSync(file, 'wx', 0o444));
   } catch (err) {
     if (errnoCode(err) === 'EEXIST') throw new BerthError('ALREADY_EXISTS', `namespace pin ${file} already exists`);
     throw err;
@@ -268,6 +298,19 @@ function run(file: string, args: string[]): Promise<RunResult> {
       resolve({ failed: true, code, stderr: text, message: `${path.basename(file)} failed (${why})${text ? `: ${text}` : ''}` });
     });
   });
+}
+
+/** berth-pod-ns through its server, or exec'd when the server cannot be spawned. Never rejects, like run(). */
+async function runPodNs(args: string[]): Promise<RunResult> {
+  const server = podNs();
+  if (!server.start()) return run(podNsPath(), args);
+  try {
+    const { code, message } = await server.request(args);
+    if (code === 0) return { failed: false, code, stderr: message, message: '' };
+    return { failed: true, code, stderr: message, message: `berth-pod-ns failed (exit ${code})${message ? `: ${message}` : ''}` };
+  } catch (err) {
+    return { failed: true, code: null, stderr: '', message: errorMessage(err) };
+  }
 }
 
 /** Polls `probe` every 5 ms until it yields a value; the timeout is an error. */

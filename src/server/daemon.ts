@@ -20,6 +20,7 @@ import { containerEvent, ContainerEvents } from './container-events';
 import { imageService } from './image-service';
 import type { Logger } from './log';
 import { Trash } from '../storage/trash';
+import { startPodNsServer, stopPodNsServer } from '../runtime/namespaces';
 import { StreamingServer } from './streaming/server';
 import { streamingBackend } from './streaming-backend';
 import { introspection } from './introspection';
@@ -82,7 +83,8 @@ export class Daemon {
           const n = current.cfg.network;
           return { confDir: n.cni_conf_dir, pluginDirs: n.cni_plugin_dirs, defaultNetwork: n.default_network, pluginTimeoutSeconds: n.plugin_timeout_seconds };
         },
-        cacheDir: path.join(cfg.state_dir, 'cni-cache'),
+        // On disk, as libcni keeps /var/lib/cni/results: IPAM reservations outlive a reboot, so must what DELs them.
+        cacheDir: path.join(cfg.root, 'cni-cache'),
         podCidr: () => runtimeState.podCidr,
         observer: {
           pluginDone: (op, plugin, seconds, ok) => {
@@ -147,6 +149,9 @@ export class Daemon {
         releaseOrphanNetworks: (isKnown) => network.releaseOrphans(isKnown),
         log,
       });
+      // After recovery (which ends a dead daemon's namespace helpers): the first pod should not pay for the spawn.
+      startPodNsServer();
+      cleanup.push('stop the pod namespace helper', () => stopPodNsServer());
       // Exits are noticed as conmon records them, not only when the kubelet asks (STOPPED events stay timely).
       const exitWatch = containers.watchExits(log);
       cleanup.push('stop watching container exits', () => exitWatch.close());
@@ -242,6 +247,7 @@ export class Daemon {
     await fs.rm(this.current.cfg.api.listen, { force: true });
     await this.images.close();
     this.network.close();
+    await stopPodNsServer();
     this.log.info('berth stopped');
   }
 }

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { CniCommand } from '../../src/network/cni-exec';
 import { CniNetwork, isNetns, type CniPod } from '../../src/network/pod-network';
-import { createPodNamespaces, removePodNamespaces } from '../../src/runtime/namespaces';
+import { createPodNamespaces, removePodNamespaces, stopPodNsServer } from '../../src/runtime/namespaces';
 import type { PortMapping__Output } from '../../src/server/generated/runtime/v1/PortMapping';
 import {
   cniChains,
@@ -90,6 +90,9 @@ afterEach(async () => {
   }
   fs.rmSync(e.tmp, { recursive: true, force: true });
 });
+
+// createPodNamespaces ran in this process: its berth-pod-ns server must not outlive the file (jest reuses workers).
+afterAll(() => stopPodNsServer());
 
 afterAll(() => {
   const lines = Object.entries(timings).map(([op, list]) => {

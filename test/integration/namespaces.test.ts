@@ -13,11 +13,15 @@ import {
   NamespacePaths,
   PodNamespaces,
   pausePath,
+  podNsPath,
+  podNsServerPid,
   removePodNamespaces,
   startPause,
   stopPause,
+  stopPodNsServer,
 } from '../../src/runtime/namespaces';
 import { rejection } from '../helpers/rejection';
+import { until } from '../helpers/until';
 
 const NSFS_MAGIC = 0x6e736673;
 const ALL = { net: true, ipc: true, uts: true };
@@ -45,6 +49,18 @@ function mountsUnder(dir: string): string[] {
     .filter((mp) => mp === dir || mp.startsWith(`${dir}/`));
 }
 
+/** Live `berth-pod-ns --serve` processes that this test process started. */
+function podNsServers(): number[] {
+  return fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number).filter((pid) => {
+    try {
+      const ppid = Number((fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ')[1]);
+      return ppid === process.pid && alive(pid) && fs.readlinkSync(`/proc/${pid}/exe`) === podNsPath() &&
+        fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') === `${podNsPath()}\0--serve\0`;
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+}
 
 describe('pod namespaces', () => {
   let tmp: string;
@@ -52,6 +68,11 @@ describe('pod namespaces', () => {
 
   beforeAll(() => {
     sh(path.join(packageRoot(), 'native', 'build.sh'), []); // idempotent: no-op when pause is current
+  });
+
+  afterAll(async () => {
+    await stopPodNsServer(); // unref'd, so jest would not wait for it; but no process may outlive the tests
+    expect(podNsServers()).toEqual([]);
   });
 
   beforeEach(() => {
@@ -236,6 +257,71 @@ describe('pod namespaces', () => {
     const err = await rejection(createPodNamespaces(podDir('l'), ALL, 'a'.repeat(65)));
     expect(err.code).toBe('INVALID_ARGUMENT');
     expect(fs.existsSync(path.join(tmp, 'pods'))).toBe(false);
+  });
+
+  describe('through the berth-pod-ns server', () => {
+    it('makes many pods at once, each in its own namespaces', async () => {
+      const ids = [...Array(8).keys()].map((i) => `c${i}`);
+      const all = await Promise.all(ids.map((id) => createPodNamespaces(podDir(id), ALL, `pod-${id}`)));
+      expect(new Set(all.map((ns) => nsInode(ns.net ?? ''))).size).toBe(ids.length);
+      expect(new Set(all.map((ns) => nsInode(ns.uts ?? ''))).size).toBe(ids.length);
+      expect(new Set(all.map((ns) => nsInode(ns.ipc ?? ''))).size).toBe(ids.length);
+      all.forEach((ns, i) => {
+        expect(nsenter([`--uts=${ns.uts}`, '--', '/usr/bin/hostname'])).toBe(`pod-${ids[i]}`);
+        expect(nsenter([`--net=${ns.net}`, '--', '/usr/sbin/ip', '-o', 'link'])).toMatch(/^1: lo: <LOOPBACK,UP,LOWER_UP>/);
+      });
+      expect(podNsServers()).toEqual([podNsServerPid()]); // not exec'd one by one
+      await Promise.all(all.map((ns) => removePodNamespaces(ns.dir)));
+      expect(mountsUnder(tmp)).toEqual([]);
+    });
+
+    it('refuses a hostname only the C check catches, leaving no pin, and keeps serving', async () => {
+      await createPodNamespaces(podDir('ok'), ALL, 'ok');
+      const server = podNsServerPid();
+      const err = await rejection(createPodNamespaces(podDir('h'), ALL, 'bad_name!'));
+      expect(err.code).toBe('INVALID_ARGUMENT');
+      expect(err.message).toMatch(/set hostname "bad_name!".*berth-pod-ns failed \(exit 3\): hostname: the specified hostname is invalid$/);
+      expect(fs.existsSync(podDir('h'))).toBe(false);
+      expect(mountsUnder(path.join(tmp, 'pods', 'h'))).toEqual([]);
+      expect(podNsServerPid()).toBe(server);
+      await removePodNamespaces(podDir('ok'));
+      expect(mountsUnder(tmp)).toEqual([]);
+    });
+
+    it('starts a new server after its server was killed', async () => {
+      const first = await createPodNamespaces(podDir('k1'), ALL, 'k1');
+      const killed = podNsServerPid() ?? 0;
+      expect(killed).toBeGreaterThan(0);
+      process.kill(killed, 'SIGKILL');
+      // Its exit is seen on the next turns of the event loop; a request sent before that would fail with it.
+      await until('berth to notice the server is gone', () => podNsServerPid() !== killed, 5_000, 5);
+      const second = await createPodNamespaces(podDir('k2'), ALL, 'k2');
+      expect(nsenter([`--uts=${second.uts}`, '--', '/usr/bin/hostname'])).toBe('k2');
+      expect(nsInode(second.net ?? '')).not.toBe(nsInode(first.net ?? ''));
+      expect(podNsServers()).toEqual([podNsServerPid()]);
+      expect(podNsServerPid()).not.toBe(killed);
+    });
+
+    it('keeps one server across many pods, and stopPodNsServer ends it', async () => {
+      for (let i = 0; i < 20; i++) {
+        const ns = await createPodNamespaces(podDir(`s${i}`), ALL, `s${i}`);
+        if (i % 2 === 0) await removePodNamespaces(ns.dir);
+      }
+      const servers = podNsServers();
+      expect(servers).toHaveLength(1);
+      expect(servers).toEqual([podNsServerPid()]);
+      const pid = servers[0] ?? 0;
+      await stopPodNsServer();
+      expect(alive(pid)).toBe(false);
+      expect(podNsServerPid()).toBeUndefined();
+      expect(podNsServers()).toEqual([]);
+      await stopPodNsServer(); // again: nothing to stop
+      // The next pod starts another.
+      const ns = await createPodNamespaces(podDir('after'), ALL, 'after');
+      expect(nsenter([`--uts=${ns.uts}`, '--', '/usr/bin/hostname'])).toBe('after');
+      expect(podNsServers()).toEqual([podNsServerPid()]);
+      expect(podNsServerPid()).not.toBe(pid);
+    });
   });
 
   it('cleans a pause that failed to start', async () => {
