@@ -2,6 +2,7 @@
 // first plugin runs and again after the last: whatever happens in between (a plugin failing half-way, berth killed
 // mid-ADD, the config file edited or removed later), DEL finds the exact plugin list, CNI_ARGS and capability args
 // ADD used, plus the result as far as it got. The entry is removed only after a DEL succeeded.
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode, errorMessage } from '../common/errors';
@@ -47,7 +48,7 @@ export class CniCache {
   /** durable: false skips the fsyncs, for an update whose loss is harmless (the earlier durable entry still leads a
    *  DEL to the attachment). */
   async write(entry: CacheEntry, durable = true): Promise<string> {
-    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    fsSync.mkdirSync(this.dir, { recursive: true, mode: 0o700 }); // one syscall: cheaper here than in the thread pool
     const file = this.fileFor(entry.network.name, entry.containerId, entry.ifName);
     await writeFileAtomic(file, `${JSON.stringify({ ...entry, updatedAt: new Date().toISOString() })}\n`, 0o600, { durable });
     return file;
@@ -60,11 +61,12 @@ export class CniCache {
   /** The attachments cached for one pod (any network, any interface). */
   async forContainer(containerId: string, ifName: string): Promise<CachedAttachment[]> {
     const suffix = `-${containerId}-${ifName}.json`;
-    return (await this.list()).filter((a) => path.basename(a.file).endsWith(suffix));
+    // Filtered by name before any file is read: a pod's lookup must not cost a read of every pod's entry.
+    return this.list((name) => name.endsWith(suffix));
   }
 
-  /** Every cached attachment; unreadable files are listed with their error so a caller can decide. */
-  async list(): Promise<CachedAttachment[]> {
+  /** Every cached attachment (whose file name `accept`s); unreadable files are listed with their error. */
+  async list(accept: (name: string) => boolean = () => true): Promise<CachedAttachment[]> {
     let names: string[];
     try {
       names = await fs.readdir(this.dir);
@@ -75,7 +77,7 @@ export class CniCache {
     const out: CachedAttachment[] = [];
     for (const name of names.sort()) {
       const m = /^(.+)-([a-zA-Z0-9][a-zA-Z0-9_.-]*)-([^-]+)\.json$/.exec(name);
-      if (!m || name.startsWith('.')) continue;
+      if (!m || name.startsWith('.') || !accept(name)) continue;
       const file = path.join(this.dir, name);
       const base: CachedAttachment = { file, network: m[1] ?? '', containerId: m[2] ?? '' };
       try {

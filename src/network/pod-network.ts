@@ -8,8 +8,9 @@
 // the node's CIDR opts in by declaring the capability and leaving `ranges` out (host-local 1.1.1 adds the runtime
 // ranges to the file's and refuses overlapping sets); everything else gets exactly what its file says.
 import fs from 'node:fs/promises';
-import { BerthError, errorMessage, failedPrecondition, invalidArgument, unavailable } from '../common/errors';
+import { BerthError, errorMessage, failedPrecondition, internal, invalidArgument, unavailable } from '../common/errors';
 import { KeyedMutex } from '../common/keyed-mutex';
+import { syncFile } from '../storage/atomic-file';
 import type { PodNetwork } from '../runtime/sandbox-manager';
 import { capabilityArgs, cniArgs, type PodNetConfig } from './cni-args';
 import { CACHE_KIND, CniCache, type CacheEntry, type CachedAttachment } from './cni-cache';
@@ -38,7 +39,7 @@ export interface CniLog extends OpsLog {
 export interface CniNetworkOptions {
   /** Read on every operation: all four are live settings. */
   settings: () => CniSettings;
-  /** Where attachments are cached, e.g. `<state_dir>/cni-cache`. */
+  /** Where attachments are cached, e.g. `<root>/cni-cache`. */
   cacheDir: string;
   /** The node's pod CIDR ("" = none; "v4,v6" for dual stack), passed as the ipRanges capability (see above). */
   podCidr?: () => string;
@@ -83,7 +84,11 @@ export class CniNetwork implements PodNetwork {
   }
 
   /** ADD: attaches the pod to the network and returns its IPs (IPv4 first). A failed ADD is undone by DEL. */
-  async setUp(pod: CniPod): Promise<string[]> {
+  /**
+   * ADD of the pod to the network; its addresses. `persist`, if given, records them (the caller's checkpoint): run
+   * alongside the cache's last write, under the pod's lock, and a failure of it undoes the ADD like a plugin's.
+   */
+  async setUp(pod: CniPod, persist?: (ips: string[]) => Promise<void>): Promise<string[]> {
     checkContainerId(pod.id);
     return this.locks.with(pod.id, async () => {
       const lookup = await this.watcher.get();
@@ -101,14 +106,20 @@ export class CniNetwork implements PodNetwork {
       // The spec forbids a second ADD without a DEL: an attachment left from an earlier try goes first.
       await this.delCached(pod);
       const entry: CacheEntry = { kind: CACHE_KIND, ...att, state: 'adding', completed: 0, result: null, updatedAt: '' };
-      const file = await this.cache.write(entry);
+      // Visible before the first plugin runs, so DEL finds the attachment whenever berth dies from here on; made
+      // durable while the plugins run (an fsync is milliseconds), and surely before the pod is reported.
+      const file = await this.cache.write(entry, false);
+      const durable = syncFile(file).then(() => undefined, (err: unknown) => err);
       const progress: AddProgress = { completed: 0, result: null };
       const ctx = this.ctx();
       try {
         const result = await addList(ctx, att, progress);
-        // Lost in a power cut, the 'adding' entry written durably above still leads DEL to this attachment.
-        await this.cache.write({ ...entry, state: 'added', completed: progress.completed, result }, false);
+        const syncFailed = await durable;
+        if (syncFailed !== undefined) throw internal(`making CNI cache entry ${file} durable: ${errorMessage(syncFailed)}`, syncFailed);
         const ips = podIps(result);
+        // Lost in a power cut, the durable 'adding' entry still leads DEL to this attachment. The caller's own
+        // record of the pod is written at the same time (two files on the disk's clock, not one after the other).
+        await Promise.all([this.cache.write({ ...entry, state: 'added', completed: progress.completed, result }, false), persist?.(ips)]);
         if (ips.length === 0) this.opts.log?.warn({ podId: pod.id, network: att.network.name }, 'CNI ADD result names no address inside the pod');
         return ips;
       } catch (err) {

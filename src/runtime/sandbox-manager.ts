@@ -1,6 +1,7 @@
 // Pod sandboxes: namespaces pinned by a child process, the pod's files and /dev/shm, an optional pause process
 // holding a pod-level PID namespace, and a checkpoint per pod. Every step of a run is undone if a later one fails.
 import { randomBytes } from 'node:crypto';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { mount, umount2, MNT_DETACH, MS_NODEV, MS_NOEXEC, MS_NOSUID } from '../../native/mount';
@@ -44,7 +45,8 @@ export interface SandboxRecord {
 
 /** Hook for pod networking (CNI): set up after the namespaces exist, torn down on stop. */
 export interface PodNetwork {
-  setUp(pod: SandboxRecord): Promise<string[]>;
+  /** `persist` records the pod with its addresses, written alongside the network's own record of them. */
+  setUp(pod: SandboxRecord, persist: (ips: string[]) => Promise<void>): Promise<string[]>;
   tearDown(pod: SandboxRecord): Promise<void>;
 }
 
@@ -106,23 +108,17 @@ export class SandboxManager {
     try {
       this.names.reserve(name, id);
       undo.push('release the pod name', () => this.names.release(name, id));
-      await fs.mkdir(dir, { recursive: true, mode: 0o711 });
+      // Quick syscalls on local dirs run in the calling thread here and below: a thread-pool trip costs more.
+      fsSync.mkdirSync(dir, { recursive: true, mode: 0o711 });
       undo.push('remove the pod directory', () => fs.rm(dir, { recursive: true, force: true }));
-      // The namespaces (a child process) and the pod's files are independent: made at the same time.
-      const [nsDone, filesDone] = await Promise.allSettled([
-        createPodNamespaces(path.join(dir, 'ns'), { net: !hostNetwork, ipc: !hostIpc, uts: !hostNetwork }, hostNetwork ? undefined : hostname),
-        writePodFiles(dir, { hostname, hostNetwork, dns: config.dns_config }),
-      ]);
-      if (nsDone.status === 'fulfilled') undo.push('remove the pod namespaces', () => removePodNamespaces(nsDone.value.dir));
-      if (nsDone.status === 'rejected') throw nsDone.reason;
-      if (filesDone.status === 'rejected') throw filesDone.reason;
-      const ns = nsDone.value;
-      const files = filesDone.value;
+      const files = writePodFiles(dir, { hostname, hostNetwork, dns: config.dns_config });
+      const ns = await createPodNamespaces(path.join(dir, 'ns'), { net: !hostNetwork, ipc: !hostIpc, uts: !hostNetwork }, hostNetwork ? undefined : hostname);
+      undo.push('remove the pod namespaces', () => removePodNamespaces(ns.dir));
       const sysctls = config.linux?.sysctls ?? {};
       if (Object.keys(sysctls).length > 0) await applySysctls(ns, sysctls);
       const shm = hostIpc ? '/dev/shm' : path.join(dir, 'shm');
       if (!hostIpc) {
-        await fs.mkdir(shm, { mode: 0o1777 });
+        fsSync.mkdirSync(shm, { mode: 0o1777 });
         mount('shm', shm, 'tmpfs', MS_NOSUID | MS_NODEV | MS_NOEXEC, `mode=1777,${SHM_SIZE}`);
         undo.push('unmount the pod /dev/shm', () => umount2(shm, MNT_DETACH));
       }
@@ -138,11 +134,18 @@ export class SandboxManager {
         record.pausePid = pause.pid;
         record.namespaces.pid = pause.pidNsPath;
       }
-      if (this.deps.network && !hostNetwork) {
-        record.ips = await this.deps.network.setUp(record);
-        undo.push('tear down the pod network', () => this.deps.network?.tearDown(record));
+      const network = hostNetwork ? undefined : this.deps.network;
+      if (network) {
+        // The checkpoint is written alongside the network's own record of the addresses (see PodNetwork.setUp).
+        undo.push('remove the pod checkpoint', () => this.store.delete(id));
+        await network.setUp(record, (ips) => {
+          record.ips = ips;
+          return this.store.put(record);
+        });
+        undo.push('tear down the pod network', () => network.tearDown(record));
+      } else {
+        await this.store.put(record);
       }
-      await this.store.put(record);
       return record;
     } catch (err) {
       const failures = await undo.unwind();
