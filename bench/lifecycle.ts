@@ -176,6 +176,20 @@ function freshDir(prefix: string, dirs: string[]): string {
   return dir;
 }
 
+/**
+ * Both daemons keep their runtime state (berth's state_dir, containerd's state: pod dirs, namespace pins, sockets,
+ * runc state) in `<dir>/state`, and on a node that is /run: a tmpfs on any systemd host (berth's default state_dir is
+ * /run/berth, containerd's /run/containerd). These machines have no systemd and /run is on the root disk, so the
+ * benchmark mounts the tmpfs itself; roots (images, checkpoints, containerd's database) stay on disk. removeTree
+ * unmounts it at the end.
+ */
+function mountStateTmpfs(dir: string): void {
+  const state = path.join(dir, 'state');
+  fs.mkdirSync(state, { recursive: true });
+  const r = spawnSync('/usr/bin/mount', ['-t', 'tmpfs', '-o', 'mode=0711,size=1g', 'tmpfs', state], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`mounting a tmpfs on ${state}: ${r.stderr.trim() || `exit ${r.status}`}`);
+}
+
 /** Processes (other than this one) whose command line mentions `needle`: berth's conmons, containerd's shims, … */
 function processesMentioning(needle: string): { pid: number; comm: string }[] {
   const out: { pid: number; comm: string }[] = [];
@@ -842,7 +856,7 @@ function netLeftovers(net: BenchNet, daemons: Daemon[]): string[] {
       const pods = path.join(d.stateDir, 'pods');
       if (fs.existsSync(pods)) for (const m of mountsUnder(pods)) out.push(`mount ${m}`);
       for (const p of readdirOr(pods)) out.push(`pod dir ${path.join(pods, p)}`);
-      for (const f of readdirOr(path.join(d.stateDir, 'cni-cache'))) out.push(`berth CNI cache ${f}`);
+      for (const f of readdirOr(path.join(d.dir, 'root', 'cni-cache'))) out.push(`berth CNI cache ${f}`);
     }
   }
   for (const f of readdirOr(CNI_RESULTS_DIR)) if (f.startsWith(`${net.name}-`) || ids.some((id) => f.includes(id))) out.push(`libcni result ${f}`);
@@ -1211,6 +1225,7 @@ async function main(): Promise<number> {
 
   const start = async (rt: Runtime, phase: string, images: Images, conflist?: string): Promise<Daemon> => {
     const dir = freshDir(`berth-bench-lc-${phase}-${rt}-`, dirs);
+    mountStateTmpfs(dir);
     const d = rt === 'berth'
       ? await startBerth(dir, (registry as Registry).host, cgroupRoot, phase, conflist)
       : await startPeer(dir, (registry as Registry).host, images.pause, cgroupRoot, phase, conflist);

@@ -150,7 +150,7 @@ describe('pod networking through CNI', () => {
     await useNetwork();
     const hostPort = 20_000 + randomInt(40_000);
     const dport = new RegExp(`--dports? ${hostPort}\\b`);
-    const cacheDir = path.join(d.stateDir, 'cni-cache');
+    const cacheDir = path.join(d.root, 'cni-cache');
     for (let i = 0; i < CYCLES; i++) {
       const config: PodSandboxConfig = { ...pod(`cycle-${i}`), port_mappings: [{ protocol: 'TCP', container_port: 8080, host_port: hostPort }] };
       const { pod_sandbox_id: id } = await c.runtime.RunPodSandbox({ config });
