@@ -2,6 +2,7 @@
 // by the same client with the same sequence of calls, the same runc (cgroupfs) and the same busybox image.
 //
 //   node dist/bench/lifecycle.js [--phases=lifecycle,memory,network] [--pods=20] [--rounds=2] [--warmup-pods=3]
+//                                [--warmup-reads=100]
 //                                [--pod-pid=container|pod]
 //                                [--rss-pods=30] [--list-pods=20] [--list-per-pod=10] [--list-calls=50]
 //                                [--net-pods=20] [--net-rounds=2] [--runtimes=berth,containerd] [--keep]
@@ -9,6 +10,12 @@
 // Phase 1 (lifecycle): one daemon per runtime (fresh temp dir). A round runs `--pods` pods through the whole lifecycle,
 // one operation at a time across all pods (RunPodSandbox for every pod, then CreateContainer for every pod, …),
 // each RPC timed on its own. Rounds alternate runtimes in ABBA order (berth, containerd, containerd, berth, …).
+// Before them, an untimed warm-up round per runtime (`--warmup-pods` pods) that also makes `--warmup-reads` rounds of
+// the reads a kubelet makes all the time (ContainerStatus, PodSandboxStatus, ListContainers, ListPodSandbox): a daemon
+// in service has answered those thousands of times, and without them the JIT-compiled half of berth would be timed
+// as no kubelet sees it after its first minute (`--warmup-reads=0` times it cold). Beside each timed ContainerStatus,
+// the same client calls a bare node:http2 server (bench/http2-floor.ts) returning berth's reply: the floor that
+// Node's HTTP/2 stack sets under any Node server.
 // Phase 2 (memory and lists): fresh daemons again. berth's RSS at a fresh start, then with `--rss-pods` pods of one
 // running container each; then pods are removed down to `--list-pods`, each filled up to `--list-per-pod`
 // containers (the first running, the others created only), and ListContainers / ListPodSandbox are timed, the two
@@ -36,10 +43,11 @@ import type { ContainerConfig } from '../src/server/generated/runtime/v1/Contain
 import type { PodSandboxConfig } from '../src/server/generated/runtime/v1/PodSandboxConfig';
 import { buildImage, buildLayer, LayerEntry } from '../test/fixtures/oci-image';
 import { Registry, startRegistry } from '../test/fixtures/registry';
-import type { CriClient } from '../test/helpers/cri-client';
+import { connectCri, type CriClient } from '../test/helpers/cri-client';
 import { startDaemon } from '../test/helpers/daemon';
 import { host, HOSTPORT_PREFIX, ipamReservations, iptablesLines, iptablesSave, type IptablesOptions, networkLine, purgeIptables, readdirOr, vethsOn } from '../test/helpers/host-net';
 import { startContainerd } from './containerd';
+import { startFloor, type Floor } from './http2-floor';
 import { cleanUpOnInterrupt, ensureContainerd, MiB, mountsUnder, procStatusBytes, removeTree } from './sys';
 
 type Runtime = 'berth' | 'containerd';
@@ -88,6 +96,8 @@ interface Options {
   rounds: number;
   /** Pods in the untimed warm-up round per runtime before the timed lifecycle rounds (0 = none). */
   warmupPods: number;
+  /** Rounds of the kubelet's read calls on the warm-up round's pods (0 = none). */
+  warmupReads: number;
   podPid: 'container' | 'pod';
   rssPods: number;
   listPods: number;
@@ -101,14 +111,14 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = {
-    phases: new Set(PHASES), pods: 20, rounds: 2, warmupPods: 3, podPid: 'container', rssPods: 30, listPods: 20, listPerPod: 10, listCalls: 50,
+    phases: new Set(PHASES), pods: 20, rounds: 2, warmupPods: 3, warmupReads: 100, podPid: 'container', rssPods: 30, listPods: 20, listPerPod: 10, listCalls: 50,
     netPods: 20, netRounds: 2, runtimes: [...RUNTIMES], keep: false,
   };
-  const usage = 'usage: lifecycle.js [--phases=lifecycle,memory,network] [--pods=N] [--rounds=N] [--pod-pid=container|pod] ' +
+  const usage = 'usage: lifecycle.js [--phases=lifecycle,memory,network] [--pods=N] [--rounds=N] [--warmup-pods=N] [--warmup-reads=N] [--pod-pid=container|pod] ' +
     '[--rss-pods=N] [--list-pods=N] [--list-per-pod=N] [--list-calls=N] [--net-pods=N] [--net-rounds=N] ' +
     '[--runtimes=berth,containerd] [--keep]';
   const ints: Record<string, keyof Options> = {
-    '--pods': 'pods', '--rounds': 'rounds', '--warmup-pods': 'warmupPods', '--rss-pods': 'rssPods', '--list-pods': 'listPods', '--list-per-pod': 'listPerPod',
+    '--pods': 'pods', '--rounds': 'rounds', '--warmup-pods': 'warmupPods', '--warmup-reads': 'warmupReads', '--rss-pods': 'rssPods', '--list-pods': 'listPods', '--list-per-pod': 'listPerPod',
     '--list-calls': 'listCalls', '--net-pods': 'netPods', '--net-rounds': 'netRounds',
   };
   for (const arg of argv) {
@@ -422,6 +432,19 @@ async function createContainer(d: Daemon, slot: Slot, name: string, images: Imag
   return res.container_id;
 }
 
+/** Untimed: `rounds` rounds of a kubelet's reads on these pods and containers (the floor gets its ContainerStatus too). */
+async function warmupReads(d: Daemon, pods: [string, string][], rounds: number, probe?: FloorProbe): Promise<void> {
+  for (let i = 0; i < rounds; i++) {
+    for (const [podId, ctrId] of pods) {
+      await d.client.runtime.ContainerStatus({ container_id: ctrId }, deadline());
+      await d.client.runtime.PodSandboxStatus({ pod_sandbox_id: podId }, deadline());
+      if (probe) await probe.client.runtime.ContainerStatus({ container_id: ctrId }, deadline());
+    }
+    await d.client.runtime.ListContainers({}, deadline());
+    await d.client.runtime.ListPodSandbox({}, deadline());
+  }
+}
+
 /** StopPodSandbox + RemovePodSandbox, untimed; errors are returned, not thrown. */
 async function teardownPod(d: Daemon, podId: string): Promise<string | undefined> {
   try {
@@ -479,12 +502,14 @@ interface RuntimeResults {
   /** Phase 3: what the rounds' teardowns left on the host, and how many checks ran. */
   netLeftovers: string[];
   netChecks: number;
+  /** Phase 1: the node:http2 floor, timed beside each of this runtime's timed ContainerStatus calls. */
+  floor: number[];
 }
 
 function newResults(): RuntimeResults {
   return {
     ops: new Map(OPS.map((o) => [o, []])), combined: new Map(COMBINED.map((o) => [o, []])), lists: new Map(LIST_OPS.map((o) => [o, []])),
-    errors: new Map(), exitCodes: new Map(), notes: [], rss: [], net: [], netLeftovers: [], netChecks: 0,
+    errors: new Map(), exitCodes: new Map(), notes: [], rss: [], net: [], netLeftovers: [], netChecks: 0, floor: [],
   };
 }
 
@@ -495,7 +520,17 @@ function recordError(r: RuntimeResults, op: string, err: unknown): string {
   return text;
 }
 
-async function lifecycleRound(d: Daemon, r: RuntimeResults, round: number, images: Images, opts: Options, interrupted: () => boolean): Promise<void> {
+/** The node:http2 floor server and a client of its own. */
+interface FloorProbe {
+  floor: Floor;
+  client: CriClient;
+  /** Whether the floor answers with a reply of berth's yet (it starts with an empty one). */
+  hasReply: boolean;
+}
+
+async function lifecycleRound(
+  d: Daemon, r: RuntimeResults, round: number, images: Images, opts: Options, interrupted: () => boolean, probe?: FloorProbe,
+): Promise<void> {
   const logRoot = path.join(d.dir, 'pod-logs');
   const slots: Slot[] = Array.from({ length: opts.pods }, (_, i) => {
     const name = `lc-r${round}-p${i}`;
@@ -527,7 +562,21 @@ async function lifecycleRound(d: Daemon, r: RuntimeResults, round: number, image
   await step('ContainerStatus', async (s) => {
     const st = await d.client.runtime.ContainerStatus({ container_id: ctr(s) }, deadline());
     if (st.status?.state !== 'CONTAINER_RUNNING') notRunning++;
+    if (probe && !probe.hasReply && d.rt === 'berth') {
+      probe.floor.setReply(st);
+      probe.hasReply = true;
+    }
   });
+  if (probe && round > 0) {
+    // The floor beside each timed call, in the same state of the machine (a sample per call, not in the step's time).
+    for (const s of slots) {
+      if (s.broken) continue;
+      const t0 = process.hrtime.bigint();
+      await probe.client.runtime.ContainerStatus({ container_id: ctr(s) }, deadline());
+      r.floor.push(msSince(t0));
+    }
+  }
+  if (round === 0) await warmupReads(d, slots.filter((s) => !s.broken).map((s) => [s.podId as string, ctr(s)]), opts.warmupReads, probe);
   if (notRunning > 0) r.notes.push(`round ${round}: ${notRunning} container(s) not RUNNING right after StartContainer`);
   await step('StopContainer', (s) => d.client.runtime.StopContainer({ container_id: ctr(s), timeout: STOP_TIMEOUT_S }, deadline()));
   // Untimed: how each container ended (0 = its SIGTERM trap; 137 = SIGKILL).
@@ -971,6 +1020,13 @@ function reportLifecycle(results: Map<Runtime, RuntimeResults>, opts: Options): 
     const codes = [...r.exitCodes].map(([code, n]) => `${n}× ${code === -1 ? 'not exited' : `exit ${code}`}`).join(', ');
     say(`  ${rt}: after StopContainer(timeout ${STOP_TIMEOUT_S}): ${codes || 'n/a'}`);
   }
+  const floor = [...(b?.floor ?? []), ...(c?.floor ?? [])];
+  if (floor.length > 0) {
+    const of = (xs: number[]): string => (xs.length > 0 ? `${(pct(xs, 0.5) / pct(floor, 0.5)).toFixed(2)}×` : 'n/a');
+    say(`  node:http2 floor — a bare node:http2 server (no gRPC library, no berth code) returning berth's ContainerStatus reply, ` +
+      `called beside each timed ContainerStatus: p50 ${f1(pct(floor, 0.5))} ms, p90 ${f1(pct(floor, 0.9))} ms (n ${floor.length}); ` +
+      `berth's ContainerStatus p50 is ${of(b?.ops.get('ContainerStatus') ?? [])} it, containerd's ${of(c?.ops.get('ContainerStatus') ?? [])}`);
+  }
   if (both) {
     say(`  every lifecycle ratio ≤ ${TARGET_RATIO.toFixed(1)}: ${allPass ? 'PASS' : 'FAIL'}   (goal ≤ ${GOAL_RATIO}: ${allGoal ? 'met' : 'not met'})`);
   }
@@ -1286,13 +1342,18 @@ async function main(): Promise<number> {
           fail(rt, 'start and pull', err);
         }
       }
+      const floorDir = freshDir('berth-bench-lc-floor-', dirs);
+      const floor = await startFloor(path.join(floorDir, 'floor.sock'));
+      const probe: FloorProbe = { floor, client: connectCri(floor.socket), hasReply: false };
       // Untimed warm-up round per runtime: both daemons have run every RPC before the first timed call (Node's JIT,
       // Go's lazily built paths, page cache), so round 1 is not the only one that pays for it.
       for (const [rt, d] of lifecycleDaemons) {
         if (opts.warmupPods === 0 || isInterrupted()) break;
-        await lifecycleRound(d, newResults(), 0, images, { ...opts, pods: opts.warmupPods }, isInterrupted).catch((err: unknown) => fail(rt, 'warm-up round', err, d));
+        await lifecycleRound(d, newResults(), 0, images, { ...opts, pods: opts.warmupPods }, isInterrupted, probe).catch((err: unknown) => fail(rt, 'warm-up round', err, d));
       }
-      await runRounds(lifecycleDaemons, 'lifecycle', opts.rounds, opts.pods, (d, r, round) => lifecycleRound(d, r, round, images, opts, isInterrupted));
+      await runRounds(lifecycleDaemons, 'lifecycle', opts.rounds, opts.pods, (d, r, round) => lifecycleRound(d, r, round, images, opts, isInterrupted, probe));
+      probe.client.close();
+      floor.stop();
       await stopAll(lifecycleDaemons.values());
       say(`phase 1 (lifecycle) took ${(msSince(t1) / 1000).toFixed(1)} s`);
     }
@@ -1339,6 +1400,11 @@ async function main(): Promise<number> {
           if (isInterrupted()) break;
           fail(rt, 'network start', err, d);
         }
+      }
+      // Untimed warm-up round per runtime, as in phase 1 (these are fresh daemons).
+      for (const [rt, d] of netDaemons) {
+        if (opts.warmupPods === 0 || isInterrupted()) break;
+        await networkRound(d, newResults(), 0, net, { ...opts, netPods: opts.warmupPods }, isInterrupted).catch((err: unknown) => fail(rt, 'network warm-up round', err, d));
       }
       await runRounds(netDaemons, 'network', opts.netRounds, opts.netPods, (d, r, round) => networkRound(d, r, round, net, opts, isInterrupted));
       await stopAll(netDaemons.values());

@@ -79,6 +79,15 @@ export async function removeCgroup(cgroupPath: string): Promise<void> {
 }
 
 async function removeTree(dir: string): Promise<void> {
+  // Most pod cgroups have no child left (runc removed the containers'): one rmdir, and a walk only when that fails.
+  try {
+    await fs.rmdir(dir);
+    return;
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT') return;
+    if (code !== 'EBUSY' && code !== 'ENOTEMPTY') throw err;
+  }
   let entries;
   try {
     entries = await fs.readdir(dir, { withFileTypes: true });

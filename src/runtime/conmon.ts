@@ -2,7 +2,7 @@
 // session so it outlives berth) runs `<runtime> create`, holds the container's stdio, writes the CRI log and the exit
 // file. Everything else is a short runtime command: absolute path, --root, minimal env, a timeout, stderr in the error.
 import { spawn } from 'node:child_process';
-import { constants as fsc } from 'node:fs';
+import fsSync, { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -53,17 +53,19 @@ export class ConmonRuntime implements OciRuntime {
     for (const [what, p] of Object.entries({ bundle: c.bundle, logPath: c.logPath, exitDir: c.exitDir, persistDir: c.persistDir })) {
       if (!path.isAbsolute(p) || p.includes('\0')) throw invalidArgument(`create ${c.id}: ${what} must be an absolute path`);
     }
+    // The checks and clean-up below are quick syscalls on local dirs: run in this thread, each costs less than a
+    // trip through the thread pool (and StartContainer waits for all of them).
     try {
-      await fs.access(path.join(c.bundle, 'config.json'));
+      fsSync.accessSync(path.join(c.bundle, 'config.json'));
     } catch (err) {
       throw new BerthError('FAILED_PRECONDITION', `create ${c.id}: bundle ${c.bundle} has no readable config.json: ${errorMessage(err)}`);
     }
     // runc and crun keep each container's state in <root>/<id>: a look there spares a `runtime state` process.
     if (await exists(path.join(this.root, c.id))) throw new BerthError('ALREADY_EXISTS', `create ${c.id}: the runtime already has a container with this id`);
-    await fs.mkdir(c.persistDir, { recursive: true, mode: 0o700 });
-    await fs.mkdir(c.exitDir, { recursive: true, mode: 0o700 });
+    fsSync.mkdirSync(c.persistDir, { recursive: true, mode: 0o700 });
+    fsSync.mkdirSync(c.exitDir, { recursive: true, mode: 0o700 });
     // A leftover exit/oom file from an earlier container with this id would be read as this one's.
-    await Promise.all([path.join(c.exitDir, c.id), ...['exit', 'oom', 'conmon.pid'].map((f) => path.join(c.persistDir, f))].map((f) => fs.rm(f, { force: true })));
+    for (const f of [path.join(c.exitDir, c.id), ...['exit', 'oom', 'conmon.pid'].map((n) => path.join(c.persistDir, n))]) fsSync.rmSync(f, { force: true });
 
     const args = ['--api-version', '1', '-c', c.id, '-u', c.id, '-r', this.runtimePath, '-b', c.bundle,
       '-p', path.join(c.persistDir, 'container.pid'), '-l', `k8s-file:${c.logPath}`, '--exit-dir', c.exitDir,
@@ -109,7 +111,7 @@ export class ConmonRuntime implements OciRuntime {
       release();
       // Not fsynced: a pid means nothing after a power cut, and recovery treats an unreadable one as no conmon.
       // (conmon's own -P writes it only when it daemonizes, which --sync prevents.)
-      await fs.writeFile(path.join(c.persistDir, 'conmon.pid'), `${child.pid}\n`, { mode: 0o644 });
+      fsSync.writeFileSync(path.join(c.persistDir, 'conmon.pid'), `${child.pid}\n`, { mode: 0o644 });
       this.known.set(c.id, { bundle: c.bundle, exitDir: c.exitDir, persistDir: c.persistDir, logPath: c.logPath });
       return { pid: outcome.data, conmonPid: child.pid };
     }
@@ -437,8 +439,9 @@ function exitText(code: number | null, signal: NodeJS.Signals | null): string {
   return code !== null ? `exited with code ${code}` : `killed by ${signal ?? 'a signal'}`;
 }
 
+// A stat in this thread: quicker than a thread-pool trip, and callers poll it.
 async function exists(p: string): Promise<boolean> {
-  return fs.access(p).then(() => true, () => false);
+  return fsSync.existsSync(p);
 }
 
 async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boolean> {

@@ -1,6 +1,7 @@
 // containerd-style state for pods and containers: objects in a Map, each checkpointed to its own JSON file
 // (temp → fsync → rename) before memory changes, looked up by full id or a unique id prefix (crictl passes
 // short ids). Names are reserved until their object is removed.
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { BerthError, errnoCode } from '../common/errors';
@@ -84,7 +85,7 @@ export class ObjectStore<T extends Stored> {
 
   async delete(id: string): Promise<void> {
     try {
-      await fs.rm(path.join(this.dir, `${id}.json`));
+      fsSync.unlinkSync(path.join(this.dir, `${id}.json`)); // one syscall: cheaper here than in the thread pool
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
     }

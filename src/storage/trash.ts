@@ -2,6 +2,7 @@
 // dir on the same filesystem (atomic: gone from its place at once) and deleted in the background, one at a time.
 // What a crash leaves in the trash is deleted at the next start.
 import { randomBytes } from 'node:crypto';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode, errorMessage } from '../common/errors';
@@ -30,7 +31,7 @@ export class Trash {
     if (dir) {
       const dest = path.join(dir, `${path.basename(target)}-${randomBytes(4).toString('hex')}`);
       try {
-        await fs.rename(target, dest);
+        fsSync.renameSync(target, dest); // one syscall: cheaper here than in the thread pool
         this.later(dest);
         return;
       } catch (err) {
