@@ -12,7 +12,8 @@
 //   berth-pod-ns --serve
 //
 // The same, without an exec per pod: berth starts one server and sends it requests on stdin; the server forks a
-// child per request (the child unshares, never the server) and replies on stdout. A request is the one-shot argv
+// child per request (the child unshares, never the server) and replies on stdout. For the usual net+ipc+uts it
+// keeps one such child made ahead (a spare: see make_spare), so a pod does not wait for the kernel's unshare. A request is the one-shot argv
 // after argv[0] prefixed by a decimal id, each field NUL-terminated, ended by an empty field:
 //
 //   id\0pin-dir\0kind\0...[--hostname\0NAME\0]\0
@@ -39,6 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define ALL_KINDS (CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
 #define REQ_MAX 8192    // bytes in one request, terminator included
 #define FIELDS_MAX 16   // fields in one request, id included: a valid one has at most 7
 #define ID_MAX 20       // digits in a request id
@@ -87,7 +89,7 @@ static int loopback_up(void) {
 
 // The work of both modes: parses the one-shot argv, makes the namespaces, and returns the exit code. Moves the
 // calling process into the new namespaces, so the server only ever runs it in a forked child.
-static int pod_ns(int argc, char **argv) {
+static int pod_ns(int argc, char **argv, bool prepared) {
   if (argc < 3) {
     fprintf(stderr, "usage: berth-pod-ns <pin-dir> <net|ipc|uts>... [--hostname NAME]\n");
     return 2;
@@ -111,7 +113,11 @@ static int pod_ns(int argc, char **argv) {
     fprintf(stderr, "berth-pod-ns: --hostname needs a new uts namespace\n");
     return 2;
   }
-  if (unshare(flags) < 0) return fail(1, "unshare", NULL);
+  if (prepared && flags != ALL_KINDS) {
+    fprintf(stderr, "berth-pod-ns: a spare holds net, ipc and uts, not a part of them\n");
+    return 2;
+  }
+  if (!prepared && unshare(flags) < 0) return fail(1, "unshare", NULL);
   for (int i = 0; i < nkinds; i++) {
     char src[64], dst[4096];
     snprintf(src, sizeof(src), "/proc/self/ns/%s", kinds[i]);
@@ -128,7 +134,7 @@ static int pod_ns(int argc, char **argv) {
     }
     if (sethostname(hostname, strlen(hostname)) < 0) return fail(1, "sethostname", hostname);
   }
-  if ((flags & CLONE_NEWNET) && loopback_up() < 0) return fail(1, "bringing up loopback", NULL);
+  if (!prepared && (flags & CLONE_NEWNET) && loopback_up() < 0) return fail(1, "bringing up loopback", NULL);
   return 0;
 }
 
@@ -173,17 +179,137 @@ static bool readable_id(const char *id) {
   return true;
 }
 
-// Runs pod_ns in a forked child with its stderr on a pipe, and replies with its exit status and what it wrote.
+// A spare: a child that has already unshared net, ipc and uts and raised loopback (the kernel's new network
+// namespace is most of a pod's time here) and waits on a pipe for a pod's pin dir and hostname. One is made at start
+// and again after each use, while berth goes on with the pod; other sets of namespaces fork as before.
+static struct {
+  pid_t pid;
+  int cmd; // we write the request (the one-shot argv after argv[0], NUL-terminated fields), then close
+  int err; // its stderr
+} spare = {-1, -1, -1};
+
+static int spare_main(void) {
+  if (unshare(ALL_KINDS) < 0) return fail(1, "unshare", NULL);
+  if (loopback_up() < 0) return fail(1, "bringing up loopback", NULL);
+  static char buf[REQ_MAX];
+  size_t len = 0;
+  for (;;) {
+    ssize_t n = read(STDIN_FILENO, buf + len, sizeof(buf) - 1 - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(1, "reading the request", NULL);
+    if (n == 0) break;
+    len += (size_t)n;
+    if (len == sizeof(buf) - 1) break; // the server sends at most REQ_MAX bytes, the id and terminator not among them
+  }
+  if (len == 0) return 0; // the server went away without a pod
+  buf[len] = '\0';
+  char *argv[FIELDS_MAX + 1];
+  int argc = 0;
+  argv[argc++] = "berth-pod-ns";
+  for (size_t at = 0; at < len && argc < FIELDS_MAX; at += strlen(buf + at) + 1) argv[argc++] = buf + at;
+  argv[argc] = NULL;
+  return pod_ns(argc, argv, true);
+}
+
+static void make_spare(void) {
+  int cmd[2], err[2];
+  if (pipe2(cmd, O_CLOEXEC) < 0) return;
+  if (pipe2(err, O_CLOEXEC) < 0) {
+    close(cmd[0]);
+    close(cmd[1]);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(cmd[0]);
+    close(cmd[1]);
+    close(err[0]);
+    close(err[1]);
+    return; // no spare: requests fork, as without one
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (dup2(err[1], STDERR_FILENO) < 0 || dup2(cmd[0], STDIN_FILENO) < 0 || dup2(devnull, STDOUT_FILENO) < 0) _exit(1);
+    // Holding the write end would keep the request from ever ending.
+    close(cmd[0]);
+    close(cmd[1]);
+    close(err[0]);
+    close(err[1]);
+    close(devnull);
+    _exit(spare_main());
+  }
+  close(cmd[0]);
+  close(err[1]);
+  spare.pid = pid;
+  spare.cmd = cmd[1];
+  spare.err = err[0];
+}
+
+// A spare that is no longer waiting (killed, or its unshare failed) is reaped and dropped: the request forks instead,
+// and reports such a failure itself.
+static bool spare_alive(void) {
+  if (spare.pid < 0) return false;
+  int status;
+  if (waitpid(spare.pid, &status, WNOHANG) == 0) return true;
+  close(spare.cmd);
+  close(spare.err);
+  spare.pid = spare.cmd = spare.err = -1;
+  return false;
+}
+
+// Whether the request (fields after the id) asks for exactly net, ipc and uts: what a spare holds.
+static bool wants_spare(char **fields, int nfields) {
+  int flags = 0;
+  for (int i = 2; i < nfields; i++) {
+    if (strcmp(fields[i], "--hostname") == 0) {
+      i++;
+    } else {
+      int f = strcmp(fields[i], "net") == 0 ? CLONE_NEWNET : strcmp(fields[i], "ipc") == 0 ? CLONE_NEWIPC : strcmp(fields[i], "uts") == 0 ? CLONE_NEWUTS : -1;
+      if (f < 0 || (flags & f)) return false;
+      flags |= f;
+    }
+  }
+  return flags == ALL_KINDS;
+}
+
+// Hands the request to the spare; its pid, with its stderr in *errfd. A spare that died early (its unshare failed)
+// answers through its exit status and message like any child.
+static pid_t use_spare(char **fields, int nfields, int *errfd) {
+  for (int i = 1; i < nfields; i++) {
+    const char *f = fields[i];
+    size_t left = strlen(f) + 1;
+    while (left > 0) {
+      ssize_t n = write(spare.cmd, f, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break; // EPIPE: it is gone, its status tells why
+      f += n;
+      left -= (size_t)n;
+    }
+  }
+  close(spare.cmd);
+  pid_t pid = spare.pid;
+  *errfd = spare.err;
+  spare.pid = spare.cmd = spare.err = -1;
+  return pid;
+}
+
+// Runs pod_ns in a spare or a forked child with its stderr on a pipe, and replies with its exit status and what it
+// wrote.
 static void handle(char **fields, int nfields) {
   const char *id = fields[0];
   char msg[MSG_MAX];
   int pipefd[2];
+  pid_t pid;
+  if (wants_spare(fields, nfields) && spare_alive()) {
+    pid = use_spare(fields, nfields, &pipefd[0]);
+    goto wait_child;
+  }
   if (pipe2(pipefd, O_CLOEXEC) < 0) {
     snprintf(msg, sizeof(msg), "berth-pod-ns --serve: pipe: %s", strerror(errno));
     reply(id, 1, msg);
     return;
   }
-  pid_t pid = fork();
+  pid = fork();
   if (pid < 0) {
     snprintf(msg, sizeof(msg), "berth-pod-ns --serve: fork: %s", strerror(errno));
     close(pipefd[0]);
@@ -199,10 +325,15 @@ static void handle(char **fields, int nfields) {
     if (dup2(pipefd[1], STDERR_FILENO) < 0 || dup2(devnull, STDIN_FILENO) < 0 || dup2(devnull, STDOUT_FILENO) < 0) _exit(1);
     close(pipefd[1]);
     close(devnull);
+    if (spare.pid > 0) {
+      close(spare.cmd);
+      close(spare.err);
+    }
     fields[0] = "berth-pod-ns"; // argv[0] in the one-shot argv
-    _exit(pod_ns(nfields, fields));
+    _exit(pod_ns(nfields, fields, false));
   }
   close(pipefd[1]);
+wait_child:;
   size_t len = 0;
   for (;;) {
     char scratch[512];
@@ -224,6 +355,7 @@ static void handle(char **fields, int nfields) {
   } else {
     reply(id, WIFEXITED(status) ? WEXITSTATUS(status) : 1, msg);
   }
+  if (spare.pid < 0) make_spare(); // after the reply: berth does not wait for it
 }
 
 // Splits one complete request (`len` bytes, ending with its empty field) into fields and handles it.
@@ -267,6 +399,7 @@ static int serve(void) {
   signal(SIGPIPE, SIG_IGN); // a closed stdout is a failed write, and then the server exits
   devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull < 0) die("/dev/null");
+  make_spare();
   static char buf[REQ_MAX];
   size_t len = 0;
   bool skipping = false; // discarding the rest of an oversize request
@@ -319,5 +452,5 @@ static int serve(void) {
 
 int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "--serve") == 0) return serve();
-  return pod_ns(argc, argv);
+  return pod_ns(argc, argv, false);
 }

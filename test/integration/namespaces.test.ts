@@ -50,6 +50,12 @@ function mountsUnder(dir: string): string[] {
 }
 
 /** Live `berth-pod-ns --serve` processes that this test process started. */
+/** Live children of `pid` (zombies excluded). */
+function childrenOf(pid: number): number[] {
+  const text = fs.existsSync(`/proc/${pid}/task/${pid}/children`) ? fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8') : '';
+  return text.split(' ').filter((p) => p !== '').map(Number).filter((p) => alive(p));
+}
+
 function podNsServers(): number[] {
   return fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number).filter((pid) => {
     try {
@@ -300,6 +306,36 @@ describe('pod namespaces', () => {
       expect(nsInode(second.net ?? '')).not.toBe(nsInode(first.net ?? ''));
       expect(podNsServers()).toEqual([podNsServerPid()]);
       expect(podNsServerPid()).not.toBe(killed);
+    });
+
+    it('serves net+ipc+uts from a spare made ahead, replaces it, and survives a spare killed while waiting', async () => {
+      await createPodNamespaces(podDir('w0'), ALL, 'w0'); // the server runs
+      const server = podNsServerPid() ?? 0;
+      const spareOf = (): number[] => childrenOf(server);
+      const first = await until('a spare to wait beside the server', () => (spareOf().length === 1 ? spareOf() : undefined), 5_000, 5);
+      const spare = first[0] ?? 0;
+      // Made ahead: it is already in a network namespace of its own, with loopback up, before any pod asks.
+      const spareNet = fs.readlinkSync(`/proc/${spare}/ns/net`);
+      expect(spareNet).not.toBe(fs.readlinkSync('/proc/self/ns/net'));
+      const ns = await createPodNamespaces(podDir('w1'), ALL, 'w1');
+      expect(`net:[${nsInode(ns.net ?? '')}]`).toBe(spareNet); // the pod got the spare's
+      expect(nsenter([`--uts=${ns.uts}`, '--', '/usr/bin/hostname'])).toBe('w1');
+      expect(nsenter([`--net=${ns.net}`, '--', '/usr/sbin/ip', '-o', 'link'])).toMatch(/^1: lo: <LOOPBACK,UP,LOWER_UP>/);
+      const next = await until('a new spare', () => spareOf().find((p) => p !== spare), 5_000, 5);
+      // A spare killed while it waits is dropped: the next pod forks instead and gets its namespaces all the same.
+      process.kill(next, 'SIGKILL');
+      await until('the spare to die', () => !alive(next) || undefined, 5_000, 5);
+      const after = await createPodNamespaces(podDir('w2'), ALL, 'w2');
+      expect(nsenter([`--uts=${after.uts}`, '--', '/usr/bin/hostname'])).toBe('w2');
+      expect(nsInode(after.net ?? '')).not.toBe(nsInode(ns.net ?? ''));
+      // Other sets of namespaces never take the spare.
+      const spareBefore = await until('a spare again', () => spareOf()[0], 5_000, 5);
+      const utsOnly = await createPodNamespaces(podDir('w3'), { net: false, ipc: false, uts: true }, 'w3');
+      expect(nsenter([`--uts=${utsOnly.uts}`, '--', '/usr/bin/hostname'])).toBe('w3');
+      expect(spareOf()).toContain(spareBefore);
+      await Promise.all([ns, after, utsOnly].map((n) => removePodNamespaces(n.dir)));
+      await stopPodNsServer();
+      await until('the spare to die with its server', () => !alive(spareBefore) || undefined, 5_000, 5);
     });
 
     it('keeps one server across many pods, and stopPodNsServer ends it', async () => {
