@@ -17,6 +17,7 @@ import type { ListContainersRequest__Output } from './generated/runtime/v1/ListC
 import type { ListContainersResponse } from './generated/runtime/v1/ListContainersResponse';
 import type { RemoveContainerRequest__Output } from './generated/runtime/v1/RemoveContainerRequest';
 import type { RemoveContainerResponse } from './generated/runtime/v1/RemoveContainerResponse';
+import type { RuntimeServiceDefinition } from './generated/runtime/v1/RuntimeService';
 import type { ReopenContainerLogRequest__Output } from './generated/runtime/v1/ReopenContainerLogRequest';
 import type { ReopenContainerLogResponse } from './generated/runtime/v1/ReopenContainerLogResponse';
 import type { StartContainerRequest__Output } from './generated/runtime/v1/StartContainerRequest';
@@ -29,7 +30,9 @@ import type { UpdateContainerResourcesRequest__Output } from './generated/runtim
 import type { UpdateContainerResourcesResponse } from './generated/runtime/v1/UpdateContainerResourcesResponse';
 import type { ServerContext } from './context';
 import { matchesLabels, required, sendInBatches } from './request';
+import { loadCri } from './proto';
 import type { StreamHandler, UnaryHandler } from './rpc';
+import { WireCache } from './wire-cache';
 
 
 export function createContainer(s: ServerContext): UnaryHandler<CreateContainerRequest__Output, CreateContainerResponse> {
@@ -62,11 +65,16 @@ export function removeContainer(s: ServerContext): UnaryHandler<RemoveContainerR
   };
 }
 
+const runtimeService = (): RuntimeServiceDefinition => loadCri().runtime.v1.RuntimeService.service;
+const statusWire = new WireCache<ContainerRecord>((c) => runtimeService().ContainerStatus.responseSerialize({ status: containerStatusOf(c), info: {} }));
+const listWire = new WireCache<ContainerRecord>((c) => runtimeService().ListContainers.responseSerialize({ containers: [summary(c)] }));
+
 export function containerStatus(s: ServerContext): UnaryHandler<ContainerStatusRequest__Output, ContainerStatusResponse> {
   return async (req) => {
     const c = await s.containers.status(required(req.container_id, 'container_id'));
+    if (!req.verbose) return statusWire.reply(c);
     const info: Record<string, string> = {};
-    if (req.verbose) info['info'] = JSON.stringify({ pid: c.pid, sandboxID: c.podId, runtime: c.handler, bundle: c.bundle, user: c.user, runtimeSpec: await runtimeSpec(c) });
+    info['info'] = JSON.stringify({ pid: c.pid, sandboxID: c.podId, runtime: c.handler, bundle: c.bundle, user: c.user, runtimeSpec: await runtimeSpec(c) });
     return { status: containerStatusOf(c), info };
   };
 }
@@ -120,17 +128,20 @@ function summary(c: ContainerRecord): Container {
 }
 
 async function listed(s: ServerContext, filter: ContainerFilter__Output | null): Promise<Container[]> {
+  return (await listedRecords(s, filter)).map(summary);
+}
+
+async function listedRecords(s: ServerContext, filter: ContainerFilter__Output | null): Promise<ContainerRecord[]> {
   let items = await s.containers.list();
   if (filter?.id) items = items.filter((c) => c.id.startsWith(filter.id));
   if (filter?.pod_sandbox_id) items = items.filter((c) => c.podId.startsWith(filter.pod_sandbox_id));
   if (filter?.state) items = items.filter((c) => c.state === filter.state?.state);
   const selector = filter?.label_selector ?? {};
-  items = items.filter((c) => matchesLabels(c.config.labels, selector));
-  return items.map(summary);
+  return items.filter((c) => matchesLabels(c.config.labels, selector));
 }
 
 export function listContainers(s: ServerContext): UnaryHandler<ListContainersRequest__Output, ListContainersResponse> {
-  return async (req) => ({ containers: await listed(s, req.filter) });
+  return async (req) => listWire.list(await listedRecords(s, req.filter));
 }
 
 export function streamContainers(s: ServerContext): StreamHandler<StreamContainersRequest__Output, StreamContainersResponse> {

@@ -20,7 +20,9 @@ import type { StreamPodSandboxesRequest__Output } from './generated/runtime/v1/S
 import type { StreamPodSandboxesResponse } from './generated/runtime/v1/StreamPodSandboxesResponse';
 import type { ServerContext } from './context';
 import { matchesLabels, required, sendInBatches } from './request';
+import { loadCri } from './proto';
 import type { StreamHandler, UnaryHandler } from './rpc';
+import { WireCache } from './wire-cache';
 
 
 export function runPodSandbox(s: ServerContext): UnaryHandler<RunPodSandboxRequest__Output, RunPodSandboxResponse> {
@@ -79,17 +81,22 @@ function summary(pod: SandboxRecord): PodSandbox {
   };
 }
 
+const listWire = new WireCache<SandboxRecord>((p) => loadCri().runtime.v1.RuntimeService.service.ListPodSandbox.responseSerialize({ items: [summary(p)] }));
+
 function listed(s: ServerContext, filter: PodSandboxFilter__Output | null): PodSandbox[] {
+  return listedRecords(s, filter).map(summary);
+}
+
+function listedRecords(s: ServerContext, filter: PodSandboxFilter__Output | null): SandboxRecord[] {
   let pods = s.sandboxes.list();
   if (filter?.id) pods = pods.filter((p) => p.id.startsWith(filter.id));
   if (filter?.state) pods = pods.filter((p) => p.state === filter.state?.state);
   const selector = filter?.label_selector ?? {};
-  pods = pods.filter((p) => matchesLabels(p.config.labels, selector));
-  return pods.map(summary);
+  return pods.filter((p) => matchesLabels(p.config.labels, selector));
 }
 
 export function listPodSandbox(s: ServerContext): UnaryHandler<ListPodSandboxRequest__Output, ListPodSandboxResponse> {
-  return async (req) => ({ items: listed(s, req.filter) });
+  return async (req) => listWire.list(listedRecords(s, req.filter));
 }
 
 export function streamPodSandboxes(s: ServerContext): StreamHandler<StreamPodSandboxesRequest__Output, StreamPodSandboxesResponse> {

@@ -16,7 +16,13 @@ export interface CallContext {
   readonly signal: AbortSignal;
 }
 
-export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
+/** A reply already in wire form (see wire-cache.ts): handed to grpc-js as it is, not serialised again. */
+export class Encoded<T> {
+  declare private readonly reply?: T; // ties the bytes to the reply type they encode
+  constructor(readonly bytes: Buffer) {}
+}
+
+export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res | Encoded<Res>>;
 export type StreamHandler<Req, Res> = (req: Req, ctx: CallContext, send: (msg: Res) => Promise<void>) => Promise<void>;
 
 type ImplOf<F> = F extends (call: grpc.ServerWritableStream<infer Req, infer Res>) => void
@@ -64,6 +70,7 @@ export function bindService<H>(
   for (const [name, method] of Object.entries(definition)) {
     tolerant[name] = {
       ...method,
+      responseSerialize: (value: unknown): Buffer => (value instanceof Encoded ? value.bytes : method.responseSerialize(value)),
       requestDeserialize: (bytes: Buffer): unknown => {
         try {
           return method.requestDeserialize(bytes);

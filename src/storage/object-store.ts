@@ -35,7 +35,7 @@ export class ObjectStore<T extends Stored> {
       try {
         const obj = JSON.parse(await fs.readFile(file, 'utf8')) as T;
         if (obj.id !== id) throw new Error(`checkpoint names id ${String(obj.id)}`);
-        this.objects.set(id, obj);
+        this.objects.set(id, Object.freeze(obj));
       } catch (err) {
         unreadable.push({ id, error: err instanceof Error ? err.message : String(err) });
       }
@@ -80,7 +80,8 @@ export class ObjectStore<T extends Stored> {
   /** Writes the checkpoint, then updates memory: what is in memory is always on disk. */
   async put(obj: T): Promise<void> {
     await writeFileAtomic(path.join(this.dir, `${obj.id}.json`), JSON.stringify(obj));
-    this.objects.set(obj.id, obj);
+    // Frozen: a record changes by a put of a new object, never in place (replies are cached per record object).
+    this.objects.set(obj.id, Object.freeze(obj));
   }
 
   async delete(id: string): Promise<void> {

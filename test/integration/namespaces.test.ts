@@ -312,11 +312,14 @@ describe('pod namespaces', () => {
       await createPodNamespaces(podDir('w0'), ALL, 'w0'); // the server runs
       const server = podNsServerPid() ?? 0;
       const spareOf = (): number[] => childrenOf(server);
-      const first = await until('a spare to wait beside the server', () => (spareOf().length === 1 ? spareOf() : undefined), 5_000, 5);
-      const spare = first[0] ?? 0;
-      // Made ahead: it is already in a network namespace of its own, with loopback up, before any pod asks.
-      const spareNet = fs.readlinkSync(`/proc/${spare}/ns/net`);
-      expect(spareNet).not.toBe(fs.readlinkSync('/proc/self/ns/net'));
+      const hostNet = fs.readlinkSync('/proc/self/ns/net');
+      const netOf = (pid: number): string => fs.readlinkSync(`/proc/${pid}/ns/net`);
+      // Made ahead, before any pod asks: a child of the server in a network namespace of its own (once it unshared).
+      const spare = await until('a spare to wait beside the server', () => {
+        const kids = spareOf();
+        return kids.length === 1 && kids[0] !== undefined && netOf(kids[0]) !== hostNet ? kids[0] : undefined;
+      }, 5_000, 5);
+      const spareNet = netOf(spare);
       const ns = await createPodNamespaces(podDir('w1'), ALL, 'w1');
       expect(`net:[${nsInode(ns.net ?? '')}]`).toBe(spareNet); // the pod got the spare's
       expect(nsenter([`--uts=${ns.uts}`, '--', '/usr/bin/hostname'])).toBe('w1');

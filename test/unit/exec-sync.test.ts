@@ -4,7 +4,7 @@ import type { ExecSyncResult } from '../../src/runtime/oci-runtime';
 import { execSync, fitOutput, RESPONSE_OVERHEAD } from '../../src/server/container';
 import type { ServerContext } from '../../src/server/context';
 import type { ExecSyncRequest__Output } from '../../src/server/generated/runtime/v1/ExecSyncRequest';
-import type { CallContext } from '../../src/server/rpc';
+import { Encoded, type CallContext } from '../../src/server/rpc';
 
 const MiB = 1024 * 1024;
 
@@ -43,6 +43,7 @@ describe('ExecSync handler', () => {
   test('16 MiB of stdout is trimmed to fit the configured message size with its framing', async () => {
     const { ctx } = context(result({ stdout: Buffer.alloc(16 * MiB, 1), stderr: Buffer.from('e') }));
     const res = await execSync(ctx)(request('5'), call);
+    if (res instanceof Encoded) throw new Error('ExecSync replies with a message, not pre-encoded bytes');
     expect((res.stdout as Buffer).length + (res.stderr as Buffer).length).toBe(16 * MiB - RESPONSE_OVERHEAD);
     expect(res.stderr).toEqual(Buffer.from('e'));
   });

@@ -10,6 +10,7 @@ import { createLogger } from '../../src/server/log';
 import { Metrics } from '../../src/server/metrics';
 import { loadCri } from '../../src/server/proto';
 import { bindService, ServiceImpl } from '../../src/server/rpc';
+import { WireCache } from '../../src/server/wire-cache';
 import type { RuntimeServiceHandlers } from '../../src/server/generated/runtime/v1/RuntimeService';
 
 import { connectCri, CriClient } from '../helpers/cri-client';
@@ -26,6 +27,17 @@ function allUnimplemented(): ServiceImpl<RuntimeServiceHandlers> {
   for (const name of Object.keys(cri.RuntimeService.service)) impl[name] = notImplemented(name);
   return impl as ServiceImpl<RuntimeServiceHandlers>;
 }
+
+// Records as a store holds them: frozen objects, a new one for each change.
+const records = Array.from({ length: 5 }, (_, i) => Object.freeze({
+  id: `c${i}`, labels: { app: `a${i}`, 'k8s/x': 'ü' }, created_at: `${1_765_000_000_000_000_000n + BigInt(i)}`,
+}));
+const pick = (prefix: string): typeof records => records.filter((r) => r.id.startsWith(prefix));
+let encodes = 0;
+const wire = new WireCache<(typeof records)[number]>((r) => {
+  encodes++;
+  return cri.RuntimeService.service.ListContainers.responseSerialize({ containers: [{ id: r.id, labels: r.labels, created_at: r.created_at }] });
+});
 
 describe('rpc wrapper', () => {
   let dir: string;
@@ -54,6 +66,9 @@ describe('rpc wrapper', () => {
         default: return { version: '0.1.0', runtime_name: 'test', runtime_version: req.version, runtime_api_version: 'v1' };
       }
     };
+    // ListContainers answers from the wire cache, ListPodSandbox (the control) with a plain message.
+    impl.ListContainers = async (req) => wire.list(pick(req.filter?.id ?? ''));
+    impl.ListPodSandbox = async (req) => ({ items: pick(req.filter?.id ?? '').map((c) => ({ id: c.id, labels: c.labels, created_at: c.created_at })) });
     impl.StreamContainers = async (_req, _ctx, send) => {
       for (let i = 0; i < 3; i++) await send({ containers: [{ id: `c${i}` }] });
     };
@@ -88,6 +103,17 @@ describe('rpc wrapper', () => {
     ['string', grpc.status.INTERNAL, 'internal error: a thrown string'],
   ])('maps %s to its gRPC status', async (kind, code, details) => {
     await expect(client.runtime.Version({ version: kind })).rejects.toMatchObject({ code, details });
+  });
+
+  it('sends pre-encoded replies as they are: a list of cached one-item replies decodes as the whole list', async () => {
+    const all = await client.runtime.ListContainers({});
+    expect(all.containers.map((c) => [c.id, c.labels, c.created_at])).toEqual(records.map((r) => [r.id, r.labels, r.created_at]));
+    const plain = await client.runtime.ListPodSandbox({});
+    expect(all.containers.map((c) => c.created_at)).toEqual(plain.items.map((p) => p.created_at)); // int64 exact
+    expect((await client.runtime.ListContainers({ filter: { id: 'c3' } })).containers.map((c) => c.id)).toEqual(['c3']);
+    expect((await client.runtime.ListContainers({ filter: { id: 'none' } })).containers).toEqual([]);
+    // Each record was encoded once, however often it was listed.
+    expect(encodes).toBe(records.length);
   });
 
   it('logs failures at error level with a stack', () => {
