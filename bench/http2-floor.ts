@@ -1,15 +1,20 @@
-// The floor under any Node CRI server: a bare node:http2 server (no grpc-js, no berth code) that answers every unary
-// call with one fixed gRPC reply. The lifecycle benchmark times it beside each ContainerStatus call, with the same
-// client, so the report shows how much of berth's ContainerStatus is Node's HTTP/2 stack itself.
+// The floors under any Node CRI server, for the lifecycle benchmark to time beside each ContainerStatus call with
+// the same client: `http2`, a bare node:http2 server (no gRPC library, no berth code) answering every unary call with
+// one fixed gRPC reply; `grpc-js`, a bare grpc-js server whose ContainerStatus returns that same reply (the library
+// berth uses, without berth). The report shows how much of berth's ContainerStatus each layer takes.
 //
-//   node dist/bench/http2-floor.js SOCKET     (then one JSON ContainerStatusResponse per stdin line: the reply)
+//   node dist/bench/http2-floor.js http2|grpc-js SOCKET   (then one JSON ContainerStatusResponse per stdin line)
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http2 from 'node:http2';
 import readline from 'node:readline';
+import * as grpc from '@grpc/grpc-js';
 import { loadCri } from '../src/server/proto';
 
+export type FloorKind = 'http2' | 'grpc-js';
+
 export interface Floor {
+  kind: FloorKind;
   socket: string;
   /** The reply from now on (a decoded ContainerStatusResponse, as the client got it from berth). */
   setReply(reply: unknown): void;
@@ -17,13 +22,14 @@ export interface Floor {
 }
 
 /** Starts the floor server in its own process (a server in the client's process would skip the cross-process wake-up). */
-export async function startFloor(socket: string): Promise<Floor> {
-  const child: ChildProcess = spawn(process.execPath, [__filename, socket], { stdio: ['pipe', 'pipe', 'inherit'] });
+export async function startFloor(kind: FloorKind, socket: string): Promise<Floor> {
+  const child: ChildProcess = spawn(process.execPath, [__filename, kind, socket], { stdio: ['pipe', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`http2 floor server exited (${code}) before listening`)));
     child.stdout?.once('data', () => resolve());
   });
   return {
+    kind,
     socket,
     setReply: (reply) => child.stdin?.write(`${JSON.stringify(reply)}\n`),
     stop: () => {
@@ -33,13 +39,28 @@ export async function startFloor(socket: string): Promise<Floor> {
   };
 }
 
-function serve(socket: string): void {
-  const method = loadCri().runtime.v1.RuntimeService.service.ContainerStatus;
-  let reply = frame(method.responseSerialize({}));
+function serve(kind: string, socket: string): void {
+  const service = loadCri().runtime.v1.RuntimeService.service;
+  let message: unknown = {};
+  let reply = frame(service.ContainerStatus.responseSerialize({}));
   readline.createInterface({ input: process.stdin }).on('line', (line) => {
-    reply = frame(method.responseSerialize(JSON.parse(line) as never));
+    message = JSON.parse(line) as unknown;
+    reply = frame(service.ContainerStatus.responseSerialize(message as never));
   });
   process.stdin.on('end', () => process.exit(0));
+  fs.rmSync(socket, { force: true });
+  if (kind === 'grpc-js') {
+    // As berth sets its server up (channelz off), with the reply as the decoded message grpc-js serialises itself.
+    const server = new grpc.Server({ 'grpc.enable_channelz': 0 });
+    server.addService({ ContainerStatus: service.ContainerStatus }, {
+      ContainerStatus: (_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => callback(null, message),
+    });
+    server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) => {
+      if (err) throw err;
+      process.stdout.write('listening\n');
+    });
+    return;
+  }
   const server = http2.createServer();
   server.on('stream', (stream) => {
     stream.on('data', () => undefined); // the request is read and dropped
@@ -49,7 +70,6 @@ function serve(socket: string): void {
       stream.end(reply);
     });
   });
-  fs.rmSync(socket, { force: true });
   server.listen(socket, () => process.stdout.write('listening\n'));
 }
 
@@ -61,4 +81,4 @@ function frame(message: Buffer): Buffer {
   return out;
 }
 
-if (require.main === module) serve(process.argv[2] ?? '');
+if (require.main === module) serve(process.argv[2] ?? '', process.argv[3] ?? '');

@@ -47,7 +47,7 @@ import { connectCri, type CriClient } from '../test/helpers/cri-client';
 import { startDaemon } from '../test/helpers/daemon';
 import { host, HOSTPORT_PREFIX, ipamReservations, iptablesLines, iptablesSave, type IptablesOptions, networkLine, purgeIptables, readdirOr, vethsOn } from '../test/helpers/host-net';
 import { startContainerd } from './containerd';
-import { startFloor, type Floor } from './http2-floor';
+import { startFloor, type Floor, type FloorKind } from './http2-floor';
 import { cleanUpOnInterrupt, ensureContainerd, MiB, mountsUnder, procStatusBytes, removeTree } from './sys';
 
 type Runtime = 'berth' | 'containerd';
@@ -438,7 +438,7 @@ async function warmupReads(d: Daemon, pods: [string, string][], rounds: number, 
     for (const [podId, ctrId] of pods) {
       await d.client.runtime.ContainerStatus({ container_id: ctrId }, deadline());
       await d.client.runtime.PodSandboxStatus({ pod_sandbox_id: podId }, deadline());
-      if (probe) await probe.client.runtime.ContainerStatus({ container_id: ctrId }, deadline());
+      if (probe) for (const f of probe.floors) await f.client.runtime.ContainerStatus({ container_id: ctrId }, deadline());
     }
     await d.client.runtime.ListContainers({}, deadline());
     await d.client.runtime.ListPodSandbox({}, deadline());
@@ -502,14 +502,14 @@ interface RuntimeResults {
   /** Phase 3: what the rounds' teardowns left on the host, and how many checks ran. */
   netLeftovers: string[];
   netChecks: number;
-  /** Phase 1: the node:http2 floor, timed beside each of this runtime's timed ContainerStatus calls. */
-  floor: number[];
+  /** Phase 1: the floor servers, timed beside each of this runtime's timed ContainerStatus calls. */
+  floor: Record<FloorKind, number[]>;
 }
 
 function newResults(): RuntimeResults {
   return {
     ops: new Map(OPS.map((o) => [o, []])), combined: new Map(COMBINED.map((o) => [o, []])), lists: new Map(LIST_OPS.map((o) => [o, []])),
-    errors: new Map(), exitCodes: new Map(), notes: [], rss: [], net: [], netLeftovers: [], netChecks: 0, floor: [],
+    errors: new Map(), exitCodes: new Map(), notes: [], rss: [], net: [], netLeftovers: [], netChecks: 0, floor: { http2: [], 'grpc-js': [] },
   };
 }
 
@@ -520,11 +520,10 @@ function recordError(r: RuntimeResults, op: string, err: unknown): string {
   return text;
 }
 
-/** The node:http2 floor server and a client of its own. */
+/** The floor servers (bench/http2-floor.ts), each with a client of its own. */
 interface FloorProbe {
-  floor: Floor;
-  client: CriClient;
-  /** Whether the floor answers with a reply of berth's yet (it starts with an empty one). */
+  floors: { floor: Floor; client: CriClient }[];
+  /** Whether the floors answer with a reply of berth's yet (they start with an empty one). */
   hasReply: boolean;
 }
 
@@ -563,17 +562,19 @@ async function lifecycleRound(
     const st = await d.client.runtime.ContainerStatus({ container_id: ctr(s) }, deadline());
     if (st.status?.state !== 'CONTAINER_RUNNING') notRunning++;
     if (probe && !probe.hasReply && d.rt === 'berth') {
-      probe.floor.setReply(st);
+      for (const f of probe.floors) f.floor.setReply(st);
       probe.hasReply = true;
     }
   });
   if (probe && round > 0) {
-    // The floor beside each timed call, in the same state of the machine (a sample per call, not in the step's time).
+    // The floors beside each timed call, in the same state of the machine (a sample per call, not in the step's time).
     for (const s of slots) {
       if (s.broken) continue;
-      const t0 = process.hrtime.bigint();
-      await probe.client.runtime.ContainerStatus({ container_id: ctr(s) }, deadline());
-      r.floor.push(msSince(t0));
+      for (const { floor, client } of probe.floors) {
+        const t0 = process.hrtime.bigint();
+        await client.runtime.ContainerStatus({ container_id: ctr(s) }, deadline());
+        r.floor[floor.kind].push(msSince(t0));
+      }
     }
   }
   if (round === 0) await warmupReads(d, slots.filter((s) => !s.broken).map((s) => [s.podId as string, ctr(s)]), opts.warmupReads, probe);
@@ -1020,12 +1021,17 @@ function reportLifecycle(results: Map<Runtime, RuntimeResults>, opts: Options): 
     const codes = [...r.exitCodes].map(([code, n]) => `${n}× ${code === -1 ? 'not exited' : `exit ${code}`}`).join(', ');
     say(`  ${rt}: after StopContainer(timeout ${STOP_TIMEOUT_S}): ${codes || 'n/a'}`);
   }
-  const floor = [...(b?.floor ?? []), ...(c?.floor ?? [])];
-  if (floor.length > 0) {
-    const of = (xs: number[]): string => (xs.length > 0 ? `${(pct(xs, 0.5) / pct(floor, 0.5)).toFixed(2)}×` : 'n/a');
-    say(`  node:http2 floor — a bare node:http2 server (no gRPC library, no berth code) returning berth's ContainerStatus reply, ` +
-      `called beside each timed ContainerStatus: p50 ${f1(pct(floor, 0.5))} ms, p90 ${f1(pct(floor, 0.9))} ms (n ${floor.length}); ` +
-      `berth's ContainerStatus p50 is ${of(b?.ops.get('ContainerStatus') ?? [])} it, containerd's ${of(c?.ops.get('ContainerStatus') ?? [])}`);
+  const floorRows: [string, number[]][] = [
+    ['a bare node:http2 server (no gRPC library)', [...(b?.floor.http2 ?? []), ...(c?.floor.http2 ?? [])]],
+    ['a bare grpc-js server (berth\'s library, no berth)', [...(b?.floor['grpc-js'] ?? []), ...(c?.floor['grpc-js'] ?? [])]],
+  ];
+  if (floorRows.some(([, xs]) => xs.length > 0)) {
+    say('  floors — the same ContainerStatus reply from servers in their own processes, called beside each timed ContainerStatus:');
+    const of = (xs: number[], floor: number[]): string => (xs.length > 0 ? `${(pct(xs, 0.5) / pct(floor, 0.5)).toFixed(2)}×` : 'n/a');
+    for (const [what, xs] of floorRows) {
+      say(`    ${what}: p50 ${f1(pct(xs, 0.5))} ms, p90 ${f1(pct(xs, 0.9))} ms (n ${xs.length}); berth's ContainerStatus p50 is ` +
+        `${of(b?.ops.get('ContainerStatus') ?? [], xs)} it, containerd's ${of(c?.ops.get('ContainerStatus') ?? [], xs)}`);
+    }
   }
   if (both) {
     say(`  every lifecycle ratio ≤ ${TARGET_RATIO.toFixed(1)}: ${allPass ? 'PASS' : 'FAIL'}   (goal ≤ ${GOAL_RATIO}: ${allGoal ? 'met' : 'not met'})`);
@@ -1343,8 +1349,8 @@ async function main(): Promise<number> {
         }
       }
       const floorDir = freshDir('berth-bench-lc-floor-', dirs);
-      const floor = await startFloor(path.join(floorDir, 'floor.sock'));
-      const probe: FloorProbe = { floor, client: connectCri(floor.socket), hasReply: false };
+      const floors = await Promise.all((['http2', 'grpc-js'] as const).map((kind) => startFloor(kind, path.join(floorDir, `${kind}.sock`))));
+      const probe: FloorProbe = { floors: floors.map((floor) => ({ floor, client: connectCri(floor.socket) })), hasReply: false };
       // Untimed warm-up round per runtime: both daemons have run every RPC before the first timed call (Node's JIT,
       // Go's lazily built paths, page cache), so round 1 is not the only one that pays for it.
       for (const [rt, d] of lifecycleDaemons) {
@@ -1352,8 +1358,10 @@ async function main(): Promise<number> {
         await lifecycleRound(d, newResults(), 0, images, { ...opts, pods: opts.warmupPods }, isInterrupted, probe).catch((err: unknown) => fail(rt, 'warm-up round', err, d));
       }
       await runRounds(lifecycleDaemons, 'lifecycle', opts.rounds, opts.pods, (d, r, round) => lifecycleRound(d, r, round, images, opts, isInterrupted, probe));
-      probe.client.close();
-      floor.stop();
+      for (const f of probe.floors) {
+        f.client.close();
+        f.floor.stop();
+      }
       await stopAll(lifecycleDaemons.values());
       say(`phase 1 (lifecycle) took ${(msSince(t1) / 1000).toFixed(1)} s`);
     }
