@@ -236,10 +236,12 @@ describe('berth daemon lifecycle', () => {
     ].join('\n')]);
     let out = '';
     receiver.stdout.setEncoding('utf8').on('data', (x: string) => (out += x));
+    // Listened for before the daemon starts: the receiver may get READY=1 and exit before startDaemon returns.
+    const received = new Promise<void>((resolve) => receiver.once('exit', () => resolve()));
     while (!out.includes('bound')) await new Promise((r) => setTimeout(r, 20));
     const d = await startDaemon({ metrics: false, env: { NOTIFY_SOCKET: `${dir}/notify` } });
     try {
-      await new Promise<void>((resolve) => receiver.once('exit', () => resolve()));
+      await received;
       expect(out).toContain('READY=1');
     } finally {
       await d.stop();
