@@ -119,6 +119,23 @@ it('undoes a half-finished ADD with DEL of every plugin (what is known as prevRe
   net.close();
 });
 
+it('hands the addresses to persist alongside the cache, and undoes the ADD when persisting fails', async () => {
+  fake('a');
+  fake('bb');
+  writeConf('net', [{ type: 'a' }, { type: 'bb' }]);
+  const net = network();
+  const persisted: string[][] = [];
+  expect(await net.setUp(POD, async (ips) => void persisted.push(ips))).toEqual(['10.9.0.2']);
+  expect(persisted).toEqual([['10.9.0.2']]);
+  await net.tearDown(POD);
+  fs.writeFileSync(calls, '');
+  const err = await rejection(net.setUp(POD, () => Promise.reject(new Error('checkpoint: no space left on device'))));
+  expect(err.message).toBe(`CNI ADD of pod ${POD.id} to network net failed: checkpoint: no space left on device`);
+  expect(log().map((l) => l.split(' netns')[0])).toEqual(['ADD a', 'ADD bb', 'DEL bb', 'DEL a']);
+  expect(cacheFiles()).toEqual([]);
+  net.close();
+});
+
 it('keeps the cache entry when the undoing DEL fails too, and a later tearDown finishes the job', async () => {
   fake('a');
   fake('bb', `${failOn('ADD')}\n[ -e ${dir}/del-ok ] || { ${failOn('DEL', 11)}; }`);
