@@ -1,17 +1,19 @@
 // The floors under any Node CRI server, for the lifecycle benchmark to time beside each ContainerStatus call with
 // the same client: `http2`, a bare node:http2 server (no gRPC library, no berth code) answering every unary call with
 // one fixed gRPC reply; `grpc-js`, a bare grpc-js server whose ContainerStatus returns that same reply (the library
-// berth uses, without berth). The report shows how much of berth's ContainerStatus each layer takes.
+// berth uses, without berth); `raw-h2`, a sketch of the least any HTTP/2 transport in Node could do (see serveRawH2:
+// a measuring stick, not a server). The report shows how much of berth's ContainerStatus each layer takes.
 //
-//   node dist/bench/http2-floor.js http2|grpc-js SOCKET   (then one JSON ContainerStatusResponse per stdin line)
+//   node dist/bench/http2-floor.js http2|grpc-js|raw-h2 SOCKET   (then one JSON ContainerStatusResponse per stdin line)
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http2 from 'node:http2';
+import net from 'node:net';
 import readline from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { loadCri } from '../src/server/proto';
 
-export type FloorKind = 'http2' | 'grpc-js';
+export type FloorKind = 'http2' | 'grpc-js' | 'raw-h2';
 
 export interface Floor {
   kind: FloorKind;
@@ -61,6 +63,10 @@ function serve(kind: string, socket: string): void {
     });
     return;
   }
+  if (kind === 'raw-h2') {
+    serveRawH2(socket, () => reply);
+    return;
+  }
   const server = http2.createServer();
   server.on('stream', (stream) => {
     stream.on('data', () => undefined); // the request is read and dropped
@@ -68,6 +74,73 @@ function serve(kind: string, socket: string): void {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
       stream.end(reply);
+    });
+  });
+  server.listen(socket, () => process.stdout.write('listening\n'));
+}
+
+// HTTP/2 (RFC 9113) frame types and flags the sketch below needs.
+const DATA = 0x0;
+const HEADERS = 0x1;
+const SETTINGS = 0x4;
+const PING = 0x6;
+const GOAWAY = 0x7;
+const END_STREAM = 0x1;
+const END_HEADERS = 0x4;
+const ACK = 0x1;
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+// Header blocks in HPACK (RFC 7541) from the static table and literals only, so no dynamic table is needed:
+// ":status: 200" (static index 8), "content-type: application/grpc" (literal, indexed name 31), and the trailer
+// "grpc-status: 0" (literal, new name).
+const RESPONSE_HEADERS = Buffer.concat([Buffer.from([0x88, 0x0f, 0x10, 16]), Buffer.from('application/grpc')]);
+const TRAILERS = Buffer.concat([Buffer.from([0x00, 11]), Buffer.from('grpc-status'), Buffer.from([1]), Buffer.from('0')]);
+
+function h2frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream & 0x7fffffff, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/**
+ * The least an HTTP/2 server in Node could do per unary call: frames parsed from the socket, the request's header
+ * block not even decoded (every call gets the one reply), and headers + message + trailers sent in a single write,
+ * as Go's gRPC does (node:http2 sends the trailers in a write of their own). It ignores flow control, padding,
+ * CONTINUATION and everything else a real server must handle: a measuring stick for what a lean transport could
+ * reach, not a transport.
+ */
+function serveRawH2(socket: string, reply: () => Buffer): void {
+  const server = net.createServer((conn) => {
+    let buf: Buffer = Buffer.alloc(0);
+    let prefaced = false;
+    conn.write(h2frame(SETTINGS, 0, 0, Buffer.alloc(0)));
+    conn.on('error', () => undefined);
+    conn.on('data', (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      if (!prefaced) {
+        if (buf.length < PREFACE.length) return;
+        buf = buf.subarray(PREFACE.length);
+        prefaced = true;
+      }
+      const out: Buffer[] = [];
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) break;
+        const [type, flags] = [buf[3] ?? 0, buf[4] ?? 0];
+        const stream = buf.readUInt32BE(5) & 0x7fffffff;
+        const payload = buf.subarray(9, 9 + len);
+        buf = buf.subarray(9 + len);
+        if (type === SETTINGS && !(flags & ACK)) out.push(h2frame(SETTINGS, ACK, 0, Buffer.alloc(0)));
+        else if (type === PING && !(flags & ACK)) out.push(h2frame(PING, ACK, 0, payload));
+        else if (type === GOAWAY) conn.end();
+        else if ((type === DATA || type === HEADERS) && flags & END_STREAM) {
+          out.push(h2frame(HEADERS, END_HEADERS, stream, RESPONSE_HEADERS), h2frame(DATA, 0, stream, reply()),
+            h2frame(HEADERS, END_HEADERS | END_STREAM, stream, TRAILERS));
+        }
+      }
+      if (out.length > 0) conn.write(Buffer.concat(out));
     });
   });
   server.listen(socket, () => process.stdout.write('listening\n'));

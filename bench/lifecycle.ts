@@ -509,7 +509,7 @@ interface RuntimeResults {
 function newResults(): RuntimeResults {
   return {
     ops: new Map(OPS.map((o) => [o, []])), combined: new Map(COMBINED.map((o) => [o, []])), lists: new Map(LIST_OPS.map((o) => [o, []])),
-    errors: new Map(), exitCodes: new Map(), notes: [], rss: [], net: [], netLeftovers: [], netChecks: 0, floor: { http2: [], 'grpc-js': [] },
+    errors: new Map(), exitCodes: new Map(), notes: [], rss: [], net: [], netLeftovers: [], netChecks: 0, floor: { http2: [], 'grpc-js': [], 'raw-h2': [] },
   };
 }
 
@@ -1024,6 +1024,7 @@ function reportLifecycle(results: Map<Runtime, RuntimeResults>, opts: Options): 
   const floorRows: [string, number[]][] = [
     ['a bare node:http2 server (no gRPC library)', [...(b?.floor.http2 ?? []), ...(c?.floor.http2 ?? [])]],
     ['a bare grpc-js server (berth\'s library, no berth)', [...(b?.floor['grpc-js'] ?? []), ...(c?.floor['grpc-js'] ?? [])]],
+    ['a raw-socket HTTP/2 sketch (one write per reply; bench/http2-floor.ts)', [...(b?.floor['raw-h2'] ?? []), ...(c?.floor['raw-h2'] ?? [])]],
   ];
   if (floorRows.some(([, xs]) => xs.length > 0)) {
     say('  floors — the same ContainerStatus reply from servers in their own processes, called beside each timed ContainerStatus:');
@@ -1349,7 +1350,7 @@ async function main(): Promise<number> {
         }
       }
       const floorDir = freshDir('berth-bench-lc-floor-', dirs);
-      const floors = await Promise.all((['http2', 'grpc-js'] as const).map((kind) => startFloor(kind, path.join(floorDir, `${kind}.sock`))));
+      const floors = await Promise.all((['http2', 'grpc-js', 'raw-h2'] as const).map((kind) => startFloor(kind, path.join(floorDir, `${kind}.sock`))));
       const probe: FloorProbe = { floors: floors.map((floor) => ({ floor, client: connectCri(floor.socket) })), hasReply: false };
       // Untimed warm-up round per runtime: both daemons have run every RPC before the first timed call (Node's JIT,
       // Go's lazily built paths, page cache), so round 1 is not the only one that pays for it.
