@@ -5,7 +5,29 @@ import type { Readable, Writable } from 'node:stream';
 import { failedPrecondition } from '../common/errors';
 import { attach as attachContainer, portForward as forwardPort } from '../runtime/stream-io';
 import type { ServerContext } from './context';
+import type { RemoteIo, TerminalSize } from './streaming/remote-command';
 import type { StreamingBackend } from './streaming/server';
+
+// kubectl and crictl send the terminal's size on the resize channel right after the streams open, racing the exec's
+// start: a process that started first would see a 0x0 terminal (`stty size` fails on it). So a tty exec waits for the
+// first size this long at most; a client that sends none starts after the wait, at the runtime's default size.
+const FIRST_SIZE_WAIT_MS = 1000;
+
+/** The size the client sent, waiting up to `ms` for its first one. */
+function firstSize(io: RemoteIo, ms: number, signal: AbortSignal): Promise<TerminalSize | undefined> {
+  if (io.size || signal.aborted) return Promise.resolve(io.size);
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      io.resizes.off('resize', done);
+      signal.removeEventListener('abort', done);
+      resolve(io.size);
+    };
+    const timer = setTimeout(done, ms);
+    io.resizes.once('resize', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
 
 /** Copies src into dst without ending dst (the transport ends it after the status); resolves when src is done. */
 function drain(src: Readable, dst: Writable | undefined): Promise<void> {
@@ -34,8 +56,8 @@ export function streamingBackend(s: ServerContext): StreamingBackend {
   return {
     exec: (req) => async (io, signal) => {
       const c = await running(req.containerId);
-      // The terminal starts at the size the client sent so far; later resizes follow it.
-      const size = io.size;
+      // The terminal starts at the client's first size (see FIRST_SIZE_WAIT_MS); later resizes follow it.
+      const size = req.tty ? await firstSize(io, FIRST_SIZE_WAIT_MS, signal) : undefined;
       const proc = await s.containers.runtimeOf(c).execStream(c.id, req.cmd, { tty: req.tty, ...(size ? { rows: size.height, cols: size.width } : {}) });
       const kill = (): void => proc.kill();
       signal.addEventListener('abort', kill, { once: true });
