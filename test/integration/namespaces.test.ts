@@ -1,6 +1,6 @@
 // Pod namespaces: pinned net/ipc/uts files, sysctls applied inside them only, the pause pid-namespace holder, and
 // clean removal (no mount, file or process left), also after a failure half-way.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -291,6 +291,36 @@ describe('pod namespaces', () => {
       expect(mountsUnder(path.join(tmp, 'pods', 'h'))).toEqual([]);
       expect(podNsServerPid()).toBe(server);
       await removePodNamespaces(podDir('ok'));
+      expect(mountsUnder(tmp)).toEqual([]);
+    });
+
+    it('keeps its wire protocol under bad requests: oversize and unknown ones answered, an unreadable id ends it', () => {
+      const serve = (input: Buffer): { status: number | null; out: string; err: string } => {
+        const r = spawnSync(podNsPath(), ['--serve'], { input, encoding: 'utf8', timeout: 10_000 });
+        return { status: r.status, out: r.stdout, err: r.stderr };
+      };
+      const req = (...fields: string[]): Buffer => Buffer.from(`${fields.join('\0')}\0\0`);
+      // Two requests in one write, the first with an unknown kind (usage, code 2), the second oversize (code 2, its
+      // rest skipped), then one the server serves as usual: replies in order, ids kept.
+      const dir = podDir('proto');
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, 'uts'), '');
+      const many = serve(Buffer.concat([req('1', dir, 'pid'), req('2', dir, 'x'.repeat(10_000)), req('3', dir, 'uts', '--hostname', 'proto')]));
+      expect(many.status).toBe(0);
+      const lines = many.out.trimEnd().split('\n');
+      expect(lines.map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['1 2', '2 2', '3 0']);
+      expect(lines[0]).toContain('unexpected argument "pid"');
+      expect(lines[1]).toContain('larger than 8192 bytes');
+      expect(nsenter([`--uts=${path.join(dir, 'uts')}`, '--', '/usr/bin/hostname'])).toBe('proto');
+      umount2(path.join(dir, 'uts'), MNT_DETACH);
+      // A request without a readable id cannot be answered: the server says why and exits, berth starts another.
+      const bad = serve(req('x1', dir, 'uts'));
+      expect(bad.status).toBe(1);
+      expect(bad.err).toContain('a request without a readable id');
+      // End of input inside a request: the same.
+      const cut = serve(Buffer.from(`4\0${dir}\0ut`));
+      expect(cut.status).toBe(1);
+      expect(cut.err).toContain('end of input inside a request');
       expect(mountsUnder(tmp)).toEqual([]);
     });
 

@@ -25,6 +25,20 @@ describe('object store', () => {
     expect(b.list()).toEqual([{ id: 'abc123', state: 'running' }]);
   });
 
+  it('holds records frozen, put or loaded: a change is a new record (replies are cached per record object)', async () => {
+    const a = new ObjectStore<Thing>(dir, 'thing');
+    await a.init();
+    const put = { id: 'abc123', state: 'created' };
+    await a.put(put);
+    expect(() => {
+      (a.lookup('abc123') as Thing).state = 'running';
+    }).toThrow(TypeError);
+    expect(a.lookup('abc123')).toBe(put);
+    const b = new ObjectStore<Thing>(dir, 'thing');
+    await b.init();
+    expect(Object.isFrozen(b.lookup('abc123'))).toBe(true);
+  });
+
   it('resolves unique prefixes and names ambiguous and missing ones', async () => {
     const s = new ObjectStore<Thing>(dir, 'container');
     await s.init();
