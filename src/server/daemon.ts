@@ -3,7 +3,6 @@ import fs from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { CleanupStack } from '../common/cleanup-stack';
 import { BerthError, errnoCode, errorMessage } from '../common/errors';
 import { packageVersion } from '../common/package-root';
@@ -27,6 +26,7 @@ import { introspection } from './introspection';
 import { Metrics, serveMetrics } from './metrics';
 import { loadCri } from './proto';
 import { bindService } from './rpc';
+import { GrpcServer } from './h2/grpc-server';
 import { runtimeService } from './runtime-service';
 import { prepareSocketPath, secureSocket } from './socket';
 import { POD_CIDR_FILE } from './update-runtime-config';
@@ -36,7 +36,7 @@ export class Daemon {
     /** Shared with the handlers' context, so a reload reaches them. */
     private readonly current: { cfg: BerthConfig },
     private readonly log: Logger,
-    private readonly server: grpc.Server,
+    private readonly server: GrpcServer,
     private readonly images: ImageManager,
     private readonly network: CniNetwork,
     private readonly metricsServer: http.Server | undefined,
@@ -191,7 +191,7 @@ export class Daemon {
       cleanup.push('close the streaming server', () => streaming.close());
       const server = await serveCri(ctx, cfg);
       cleanup.push('close the CRI socket', async () => {
-        server.forceShutdown();
+        server.destroy();
         await fs.rm(cfg.api.listen, { force: true });
       });
       let metricsServer: http.Server | undefined;
@@ -229,17 +229,18 @@ export class Daemon {
   async stop(): Promise<void> {
     for (const close of this.closeOnStop) close();
     const timeoutMs = this.current.cfg.api.shutdown_timeout_seconds * 1000;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.log.warn({ timeoutMs }, 'in-flight calls did not finish in time; closing them');
-        this.server.forceShutdown();
-        resolve();
-      }, timeoutMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.server.shutdown(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          this.log.warn({ timeoutMs }, 'in-flight calls did not finish in time; closing them');
+          this.server.destroy();
+          resolve();
+        }, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
     if (this.metricsServer) {
       this.metricsServer.closeAllConnections();
       await new Promise<void>((resolve) => this.metricsServer?.close(() => resolve()));
@@ -252,25 +253,17 @@ export class Daemon {
   }
 }
 
-async function serveCri(ctx: ServerContext, cfg: BerthConfig): Promise<grpc.Server> {
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': cfg.api.max_message_bytes,
-    // channelz bookkeeping costs every call and nothing here reads it.
-    'grpc.enable_channelz': 0,
-    'grpc.max_send_message_length': cfg.api.max_message_bytes,
-  });
+async function serveCri(ctx: ServerContext, cfg: BerthConfig): Promise<GrpcServer> {
   const cri = loadCri().runtime.v1;
   const deps = { log: ctx.log, metrics: ctx.metrics };
-  const runtime = bindService(cri.RuntimeService.service, runtimeService(ctx), deps);
-  const image = bindService(cri.ImageService.service, imageService(ctx), deps);
-  server.addService(runtime.definition, runtime.handlers);
-  server.addService(image.definition, image.handlers);
-  // The socket file is created by bind; a tight umask means it is never reachable by others, even briefly.
+  const server = new GrpcServer(new Map([
+    ...bindService(cri.RuntimeService.service, runtimeService(ctx), deps),
+    ...bindService(cri.ImageService.service, imageService(ctx), deps),
+  ]), { maxMessageBytes: cfg.api.max_message_bytes });
+  // The socket file is created by listen; a tight umask means it is never reachable by others, even briefly.
   const oldMask = process.umask(0o177);
   try {
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix:${cfg.api.listen}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-    );
+    await server.listen(cfg.api.listen);
   } finally {
     process.umask(oldMask);
   }

@@ -2,7 +2,9 @@
 // Handlers are plain async functions over the generated message types; the compiler checks that a service's
 // handler map names every RPC with the right request and response types.
 import { randomBytes } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { status as Status } from '@grpc/grpc-js';
+import type { GrpcCall, GrpcHandler } from './h2/grpc-server';
 import { errorMessage, invalidArgument } from '../common/errors';
 import { toGrpcFailure } from './grpc-status';
 import { Logger } from './log';
@@ -16,7 +18,7 @@ export interface CallContext {
   readonly signal: AbortSignal;
 }
 
-/** A reply already in wire form (see wire-cache.ts): handed to grpc-js as it is, not serialised again. */
+/** A reply already in wire form (see wire-cache.ts): handed to the transport as it is, not serialised again. */
 export class Encoded<T> {
   declare private readonly reply?: T; // ties the bytes to the reply type they encode
   constructor(readonly bytes: Buffer) {}
@@ -47,7 +49,7 @@ export function isReadOperation(operation: string): boolean {
 }
 
 // A request that protobuf cannot decode reaches the handler as this marker, so it fails as INVALID_ARGUMENT
-// through the wrapper (grpc-js itself would answer INTERNAL).
+// through the wrapper.
 const MALFORMED = Symbol('malformed request');
 interface Malformed { [MALFORMED]: string }
 function isMalformed(value: unknown): value is Malformed {
@@ -59,33 +61,33 @@ export interface RpcDeps {
   metrics: Metrics;
 }
 
-export function bindService<H>(
-  definition: grpc.ServiceDefinition,
-  impl: ServiceImpl<H>,
-  deps: RpcDeps,
-): { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation } {
-  const tolerant: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  const handlers: grpc.UntypedServiceImplementation = {};
+/** A service's handlers keyed by gRPC path ("/runtime.v1.RuntimeService/Version"), for the transport. */
+export function bindService<H>(definition: grpc.ServiceDefinition, impl: ServiceImpl<H>, deps: RpcDeps): Map<string, GrpcHandler> {
+  const handlers = new Map<string, GrpcHandler>();
   const table = impl as unknown as Record<string, (...args: never[]) => Promise<unknown>>;
   for (const [name, method] of Object.entries(definition)) {
-    tolerant[name] = {
-      ...method,
-      responseSerialize: (value: unknown): Buffer => (value instanceof Encoded ? value.bytes : method.responseSerialize(value)),
-      requestDeserialize: (bytes: Buffer): unknown => {
+    const codec: Codec = {
+      decode: (bytes) => {
         try {
-          return method.requestDeserialize(bytes);
+          return method.requestDeserialize(bytes) as unknown;
         } catch (err) {
           return { [MALFORMED]: errorMessage(err) };
         }
       },
+      encode: (value) => (value instanceof Encoded ? value.bytes : method.responseSerialize(value)),
     };
     const fn = table[name];
     if (!fn) throw new Error(`service has no handler for ${name}`);
-    handlers[name] = method.responseStream
-      ? streaming(name, fn as unknown as StreamHandler<unknown, unknown>, deps)
-      : unary(name, fn as unknown as UnaryHandler<unknown, unknown>, deps);
+    handlers.set(method.path, method.responseStream
+      ? streaming(name, fn as unknown as StreamHandler<unknown, unknown>, codec, deps)
+      : unary(name, fn as unknown as UnaryHandler<unknown, unknown>, codec, deps));
   }
-  return { definition: tolerant, handlers };
+  return handlers;
+}
+
+interface Codec {
+  decode(bytes: Buffer): unknown;
+  encode(value: unknown): Buffer;
 }
 
 // A random per-process prefix and a counter: unique across restarts, and no crypto call per request.
@@ -105,7 +107,7 @@ class LazyCallContext implements CallContext {
 
   constructor(
     readonly operation: string,
-    private readonly call: grpc.ServerUnaryCall<unknown, unknown>,
+    private readonly call: GrpcCall,
     private readonly parentLog: Logger,
   ) {}
 
@@ -117,16 +119,18 @@ class LazyCallContext implements CallContext {
     if (!this.aborter) {
       const aborter = (this.aborter = new AbortController());
       const abort = (): void => aborter.abort(new Error(`${this.operation} cancelled by the client`));
-      // Cancelled before anyone looked: grpc-js has already emitted 'cancelled' and keeps the flag.
       if (this.call.cancelled) abort();
-      else this.call.once('cancelled', abort);
+      else this.call.onCancel(abort);
     }
     return this.aborter.signal;
   }
 }
 
-function startCall(operation: string, call: grpc.ServerUnaryCall<unknown, unknown>, deps: RpcDeps): CallContext {
-  return new LazyCallContext(operation, call, deps.log);
+/** A failed call's status, as the transport sends it. */
+class RpcFailure extends Error {
+  constructor(readonly code: number, readonly details: string) {
+    super(details);
+  }
 }
 
 async function run<T>(ctx: CallContext, deps: RpcDeps, request: unknown, body: () => Promise<T>): Promise<T> {
@@ -145,39 +149,38 @@ async function run<T>(ctx: CallContext, deps: RpcDeps, request: unknown, body: (
     deps.metrics.operationErrors.inc({ operation: ctx.operation, code: failure.codeName });
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     ctx.log.error({ ms, code: failure.codeName, err }, failure.unexpected ? 'failed unexpectedly' : 'failed');
-    throw Object.assign(new Error(failure.details), { code: failure.code, details: failure.details });
+    throw new RpcFailure(failure.code, failure.details);
   } finally {
     deps.metrics.operationLatency.observe({ operation: ctx.operation }, Number(process.hrtime.bigint() - started) / 1e9);
   }
 }
 
-function unary(name: string, fn: UnaryHandler<unknown, unknown>, deps: RpcDeps): grpc.handleUnaryCall<unknown, unknown> {
-  return (call, callback) => {
-    const ctx = startCall(name, call, deps);
-    run(ctx, deps, call.request, () => fn(call.request, ctx)).then(
-      (res) => callback(null, res),
-      (err: grpc.ServiceError) => callback(err),
-    );
+function fail(call: GrpcCall, err: unknown): void {
+  if (err instanceof RpcFailure) call.finish(err.code, err.details);
+  else call.finish(Status.INTERNAL, `internal error: ${errorMessage(err)}`);
+}
+
+function unary(name: string, fn: UnaryHandler<unknown, unknown>, codec: Codec, deps: RpcDeps): GrpcHandler {
+  return (bytes, call) => {
+    const ctx = new LazyCallContext(name, call, deps.log);
+    const request = codec.decode(bytes);
+    run(ctx, deps, request, () => fn(request, ctx)).then(
+      (res) => call.reply(codec.encode(res)),
+      (err: unknown) => fail(call, err),
+    ).catch((err: unknown) => fail(call, err)); // a reply protobuf cannot encode
   };
 }
 
-function streaming(name: string, fn: StreamHandler<unknown, unknown>, deps: RpcDeps): grpc.handleServerStreamingCall<unknown, unknown> {
-  return (call) => {
-    const ctx = startCall(name, call, deps);
-    // Respect backpressure: a slow client slows the producer instead of growing a buffer without bound.
-    const send = (msg: unknown): Promise<void> =>
-      new Promise((resolve, reject) => {
-        if (ctx.signal.aborted) return reject(ctx.signal.reason as Error);
-        if (call.write(msg)) return resolve();
-        const onDrain = (): void => { ctx.signal.removeEventListener('abort', onAbort); resolve(); };
-        const onAbort = (): void => { call.off('drain', onDrain); reject(ctx.signal.reason as Error); };
-        call.once('drain', onDrain);
-        ctx.signal.addEventListener('abort', onAbort, { once: true });
-      });
-    run(ctx, deps, call.request, () => fn(call.request, ctx, send)).then(
-      () => call.end(),
-      (err: grpc.ServiceError) => {
-        if (!ctx.signal.aborted) call.emit('error', err);
+function streaming(name: string, fn: StreamHandler<unknown, unknown>, codec: Codec, deps: RpcDeps): GrpcHandler {
+  return (bytes, call) => {
+    const ctx = new LazyCallContext(name, call, deps.log);
+    const request = codec.decode(bytes);
+    // The transport's promise waits while the client is slow, so the producer slows instead of buffering.
+    const send = (msg: unknown): Promise<void> => call.send(codec.encode(msg));
+    run(ctx, deps, request, () => fn(request, ctx, send)).then(
+      () => call.finish(Status.OK, ''),
+      (err: unknown) => {
+        if (!call.cancelled) fail(call, err);
       },
     );
   };

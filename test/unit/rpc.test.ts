@@ -1,4 +1,4 @@
-// The RPC wrapper against a real grpc-js server and client: status mapping, malformed input, metrics, logs.
+// The RPC wrapper on berth's gRPC server, called by a real grpc-js client: status mapping, malformed input, metrics, logs.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,6 +10,7 @@ import { createLogger } from '../../src/server/log';
 import { Metrics } from '../../src/server/metrics';
 import { loadCri } from '../../src/server/proto';
 import { bindService, ServiceImpl } from '../../src/server/rpc';
+import { GrpcServer } from '../../src/server/h2/grpc-server';
 import { WireCache } from '../../src/server/wire-cache';
 import type { RuntimeServiceHandlers } from '../../src/server/generated/runtime/v1/RuntimeService';
 
@@ -41,7 +42,7 @@ const wire = new WireCache<(typeof records)[number]>((r) => {
 
 describe('rpc wrapper', () => {
   let dir: string;
-  let server: grpc.Server;
+  let server: GrpcServer;
   let client: CriClient;
   let metrics: Metrics;
   const lines: Record<string, unknown>[] = [];
@@ -73,17 +74,14 @@ describe('rpc wrapper', () => {
       for (let i = 0; i < 3; i++) await send({ containers: [{ id: `c${i}` }] });
     };
     const bound = bindService(cri.RuntimeService.service, impl, { log, metrics });
-    server = new grpc.Server();
-    server.addService(bound.definition, bound.handlers);
-    await new Promise<void>((res, rej) =>
-      server.bindAsync(`unix:${dir}/s.sock`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())),
-    );
+    server = new GrpcServer(bound, { maxMessageBytes: 1024 * 1024 });
+    await server.listen(`${dir}/s.sock`);
     client = connectCri(`${dir}/s.sock`);
   });
 
   afterAll(() => {
     client.close();
-    server.forceShutdown();
+    server.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,0 +1,357 @@
+// gRPC over our HTTP/2 connection (the gRPC-over-HTTP2 protocol): one request message per call, unary or
+// server-streaming replies, grpc-timeout deadlines, status in trailers. Handlers get the request's bytes and reply
+// with bytes: decoding and encoding protobuf is the RPC wrapper's job.
+import net from 'node:net';
+import zlib from 'node:zlib';
+import { H2Connection, H2Stream, H2StreamEvents, Headers } from './connection';
+import { H2Error } from './frames';
+import { encodeHeaders } from './hpack';
+
+/** gRPC status codes (the gRPC spec's numbering). */
+export const Code = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+} as const;
+
+export interface GrpcCall {
+  readonly method: string;
+  /** True once the client cancelled, its deadline passed, or the connection closed. */
+  readonly cancelled: boolean;
+  /** Called once, when the call is cancelled (not when it ends normally). */
+  onCancel(listener: () => void): void;
+  /** A unary call's reply: the message, then status OK. */
+  reply(message: Buffer): void;
+  /** One message of a streaming reply; resolves when the transport can take more. */
+  send(message: Buffer): Promise<void>;
+  /** Ends the call with a status (OK after a streamed reply, or an error). */
+  finish(code: number, details: string): void;
+}
+
+export type GrpcHandler = (request: Buffer, call: GrpcCall) => void;
+
+export interface GrpcServerOptions {
+  /** Largest message accepted or sent. */
+  maxMessageBytes: number;
+  maxConcurrentStreams?: number;
+}
+
+const RESPONSE_HEADERS = encodeHeaders([[':status', '200'], ['content-type', 'application/grpc']]);
+const OK_TRAILERS = encodeHeaders([['grpc-status', '0']]);
+const MESSAGE_HEADER_BYTES = 5;
+
+export class GrpcServer {
+  private readonly connections = new Set<H2Connection>();
+  private server: net.Server | undefined;
+  private shuttingDown = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly handlers: ReadonlyMap<string, GrpcHandler>,
+    private readonly options: GrpcServerOptions,
+  ) {}
+
+  /** Listens on a unix socket (the path must not exist). */
+  listen(socketPath: string): Promise<void> {
+    const limits = {
+      maxConcurrentStreams: this.options.maxConcurrentStreams ?? 1000,
+      // A whole request message may be in flight at once.
+      receiveWindow: Math.min(0x7fff_ffff, this.options.maxMessageBytes + MESSAGE_HEADER_BYTES + 64 * 1024),
+      maxHeaderListSize: 64 * 1024,
+    };
+    const server = net.createServer((socket) => {
+      if (this.shuttingDown) return void socket.destroy();
+      const conn = new H2Connection(socket, limits, (stream, headers) => this.call(stream, headers), () => this.checkIdle());
+      this.connections.add(conn);
+      socket.once('close', () => {
+        this.connections.delete(conn);
+        this.checkIdle();
+      });
+    });
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Stops accepting connections and calls; resolves once every in-flight call has finished. */
+  shutdown(): Promise<void> {
+    this.shuttingDown = true;
+    this.server?.close();
+    for (const conn of this.connections) conn.shutdown();
+    return new Promise((resolve) => {
+      this.idleWaiters.push(resolve);
+      this.checkIdle();
+    });
+  }
+
+  /** Closes every connection now: in-flight calls are cancelled. */
+  destroy(): void {
+    this.shuttingDown = true;
+    this.server?.close();
+    for (const conn of this.connections) conn.destroy();
+  }
+
+  private checkIdle(): void {
+    if (!this.shuttingDown) return;
+    for (const conn of this.connections) if (conn.activeStreams > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  private call(stream: H2Stream, headers: Headers): void {
+    let method = '';
+    let path = '';
+    let contentType = '';
+    let timeout = '';
+    let encoding = '';
+    for (const [name, value] of headers) {
+      switch (name) {
+        case ':method': method = value; break;
+        case ':path': path = value; break;
+        case 'content-type': contentType = value; break;
+        case 'grpc-timeout': timeout = value; break;
+        case 'grpc-encoding': encoding = value; break;
+      }
+    }
+    if (method !== 'POST') return httpError(stream, 405, `HTTP method ${method} is not POST`);
+    if (contentType !== 'application/grpc' && !contentType.startsWith('application/grpc+') && !contentType.startsWith('application/grpc;')) {
+      return httpError(stream, 415, `content-type "${contentType}" is not application/grpc`);
+    }
+    const call = new ServerCall(stream, path, this.options.maxMessageBytes, this.handlers.get(path), encoding);
+    stream.events = call;
+    if (timeout !== '') call.setDeadline(timeout);
+  }
+}
+
+function httpError(stream: H2Stream, status: number, message: string): void {
+  stream.respond(encodeHeaders([[':status', String(status)], ['content-type', 'application/grpc'], ['grpc-status', String(Code.INTERNAL)], ['grpc-message', percentEncode(message)]]), true);
+}
+
+class ServerCall implements GrpcCall, H2StreamEvents {
+  cancelled = false;
+  private done = false;
+  private headersSent = false;
+  private chunks: Buffer[] = [];
+  private received = 0;
+  private expected: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private cancelListeners: (() => void)[] | undefined;
+  private drainWaiter: { resolve: () => void; reject: (err: Error) => void } | undefined;
+
+  constructor(
+    private readonly stream: H2Stream,
+    readonly method: string,
+    private readonly maxMessageBytes: number,
+    private readonly handler: GrpcHandler | undefined,
+    private readonly encoding: string,
+  ) {}
+
+  setDeadline(value: string): void {
+    const ms = parseTimeout(value);
+    if (ms === undefined) return this.finish(Code.INTERNAL, `malformed grpc-timeout "${value}"`);
+    this.timer = setTimeout(() => {
+      this.finish(Code.DEADLINE_EXCEEDED, `${this.method}: deadline of ${value} exceeded`);
+      this.cancel();
+    }, Math.min(ms, 0x7fff_ffff));
+  }
+
+  // ---- request (H2StreamEvents) ----
+
+  data(chunk: Buffer): void {
+    if (this.done) return this.stream.consume(chunk.length);
+    this.chunks.push(chunk);
+    this.received += chunk.length;
+    if (this.expected === undefined && this.received >= MESSAGE_HEADER_BYTES) {
+      // Checked as soon as the length is known, so an oversize message is refused before it is buffered.
+      const head = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks);
+      this.expected = head.readUInt32BE(1);
+      if (this.expected > this.maxMessageBytes) {
+        return this.finish(Code.RESOURCE_EXHAUSTED, `${this.method}: request message of ${this.expected} bytes exceeds the limit of ${this.maxMessageBytes} (api.max_message_bytes)`);
+      }
+    }
+    if (this.expected !== undefined && this.received > MESSAGE_HEADER_BYTES + this.expected) {
+      this.finish(Code.INTERNAL, `${this.method}: more than one request message`);
+    }
+  }
+
+  end(): void {
+    if (this.done) return;
+    const body = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks);
+    this.chunks = [];
+    this.stream.consume(this.received);
+    if (!this.handler) return this.finish(Code.UNIMPLEMENTED, `unknown method ${this.method}`);
+    if (body.length < MESSAGE_HEADER_BYTES) return this.finish(Code.INTERNAL, `${this.method}: the request has no message`);
+    const length = body.readUInt32BE(1);
+    if (body.length !== MESSAGE_HEADER_BYTES + length) {
+      return this.finish(Code.INTERNAL, `${this.method}: expected one request message of ${length} bytes, got ${body.length - MESSAGE_HEADER_BYTES} bytes`);
+    }
+    let message = body.subarray(MESSAGE_HEADER_BYTES);
+    if (body[0] === 1) {
+      const inflated = this.decompress(message);
+      if (!inflated) return;
+      message = inflated;
+    } else if (body[0] !== 0) {
+      return this.finish(Code.INTERNAL, `${this.method}: unknown message flags ${body[0]}`);
+    }
+    try {
+      this.handler(message, this);
+    } catch (err) {
+      this.finish(Code.INTERNAL, `internal error: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  abort(): void {
+    this.done = true;
+    this.cancel();
+  }
+
+  drain(): void {
+    const waiter = this.drainWaiter;
+    this.drainWaiter = undefined;
+    waiter?.resolve();
+  }
+
+  private decompress(message: Buffer): Buffer | undefined {
+    const options = { maxOutputLength: this.maxMessageBytes };
+    try {
+      if (this.encoding === 'gzip') return zlib.gunzipSync(message, options);
+      if (this.encoding === 'deflate') return zlib.inflateSync(message, options);
+    } catch (err) {
+      if (err instanceof RangeError) {
+        this.finish(Code.RESOURCE_EXHAUSTED, `${this.method}: decompressed request exceeds the limit of ${this.maxMessageBytes} bytes`);
+      } else {
+        this.finish(Code.INTERNAL, `${this.method}: cannot decompress the ${this.encoding} request: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      return undefined;
+    }
+    if (this.encoding === '' || this.encoding === 'identity') {
+      this.finish(Code.INTERNAL, `${this.method}: compressed message without a grpc-encoding`);
+    } else {
+      this.finish(Code.UNIMPLEMENTED, `${this.method}: message encoding "${this.encoding}" is not supported (identity, gzip, deflate are)`);
+    }
+    return undefined;
+  }
+
+  // ---- reply (GrpcCall) ----
+
+  onCancel(listener: () => void): void {
+    if (this.cancelled) return;
+    (this.cancelListeners ??= []).push(listener);
+  }
+
+  reply(message: Buffer): void {
+    if (this.done) return;
+    if (!this.checkSize(message)) return;
+    this.done = true;
+    this.clearTimer();
+    if (!this.headersSent) this.stream.respond(RESPONSE_HEADERS, false);
+    this.stream.write(framed(message));
+    this.stream.end(OK_TRAILERS);
+  }
+
+  send(message: Buffer): Promise<void> {
+    if (this.cancelled) return Promise.reject(new Error(`${this.method} cancelled by the client`));
+    if (this.done) return Promise.reject(new Error(`${this.method} has already finished`));
+    if (!this.checkSize(message)) return Promise.reject(new Error(`${this.method}: reply message too large`));
+    if (!this.headersSent) {
+      this.headersSent = true;
+      this.stream.respond(RESPONSE_HEADERS, false);
+    }
+    if (this.stream.write(framed(message))) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.drainWaiter = { resolve, reject };
+    });
+  }
+
+  finish(code: number, details: string): void {
+    if (this.done) return;
+    this.done = true;
+    this.clearTimer();
+    this.release();
+    const status: Headers = [['grpc-status', String(code)]];
+    if (details !== '' && code !== Code.OK) status.push(['grpc-message', percentEncode(details)]);
+    if (this.headersSent) {
+      this.stream.end(code === Code.OK ? OK_TRAILERS : encodeHeaders(status));
+    } else {
+      this.stream.respond(encodeHeaders([[':status', '200'], ['content-type', 'application/grpc'], ...status]), true);
+    }
+  }
+
+  /** Drops a request still being read and returns its bytes to the flow-control window. */
+  private release(): void {
+    if (this.chunks.length === 0) return;
+    this.chunks = [];
+    this.stream.consume(this.received);
+  }
+
+  private checkSize(message: Buffer): boolean {
+    if (message.length <= this.maxMessageBytes) return true;
+    this.finish(Code.RESOURCE_EXHAUSTED, `${this.method}: reply message of ${message.length} bytes exceeds the limit of ${this.maxMessageBytes} (api.max_message_bytes)`);
+    return false;
+  }
+
+  private cancel(): void {
+    this.clearTimer();
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.drainWaiter?.reject(new Error(`${this.method} cancelled`));
+    this.drainWaiter = undefined;
+    const listeners = this.cancelListeners ?? [];
+    this.cancelListeners = undefined;
+    for (const listener of listeners) listener();
+    if (!this.stream.closed) this.stream.reset(H2Error.CANCEL);
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/** A gRPC length-prefixed message: flag 0 (uncompressed), then the 4-byte big-endian length. */
+function framed(message: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + message.length);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  message.copy(out, MESSAGE_HEADER_BYTES);
+  return out;
+}
+
+const UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
+
+/** grpc-timeout: at most 8 digits and a unit (H, M, S, m, u, n); milliseconds, rounded up. */
+export function parseTimeout(value: string): number | undefined {
+  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (!match) return undefined;
+  return Math.ceil(Number(match[1]) * (UNITS[match[2] as string] ?? 0));
+}
+
+/** grpc-message: UTF-8, with bytes outside printable ASCII and '%' percent-encoded. */
+export function percentEncode(text: string): string {
+  let plain = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return text;
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    out += byte < 0x20 || byte > 0x7e || byte === 0x25 ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(byte);
+  }
+  return out;
+}
