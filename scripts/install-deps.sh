@@ -10,8 +10,10 @@ cd "$(dirname "$0")/.."
 # layers), gcc + libc6-dev (the static pause process that holds a pod's PID namespace).
 packages=(runc crun conmon containernetworking-plugins iptables iproute2 util-linux ca-certificates zstd gcc libc6-dev)
 if [[ "${1:-}" == "--test" ]]; then
-  # Tests: a real registry, busybox for image content, python3 (htpasswd bcrypt, sd_notify receiver), openssl (TLS).
-  packages+=(docker-registry busybox-static python3 openssl procps)
+  # Tests: a real registry, busybox for image content, python3 (htpasswd bcrypt, sd_notify receiver), openssl (TLS),
+  # and two gRPC clients besides grpc-js to call the CRI socket with: grpc-go (the kubelet's and crictl's library,
+  # built from Debian's source) and gRPC C-core (python3-grpcio).
+  packages+=(docker-registry busybox-static python3 openssl procps golang-go golang-google-grpc-dev python3-grpcio)
 fi
 
 missing=()
@@ -32,3 +34,4 @@ if [[ ! -f node_modules/.berth-installed || package-lock.json -nt node_modules/.
 fi
 bash native/build.sh
 npm run --silent build
+if [[ "${1:-}" == "--test" ]]; then bash scripts/build-interop.sh; fi
