@@ -1,8 +1,8 @@
 // The floors under any Node CRI server, for the lifecycle benchmark to time beside each ContainerStatus call with
 // the same client: `http2`, a bare node:http2 server (no gRPC library, no berth code) answering every unary call with
-// one fixed gRPC reply; `grpc-js`, a bare grpc-js server whose ContainerStatus returns that same reply (the library
-// berth uses, without berth); `raw-h2`, a sketch of the least any HTTP/2 transport in Node could do (see serveRawH2:
-// a measuring stick, not a server). The report shows how much of berth's ContainerStatus each layer takes.
+// one fixed gRPC reply; `grpc-js`, a bare grpc-js server whose ContainerStatus returns that same reply (the server
+// berth used before its own transport, src/server/h2); `raw-h2`, a sketch of the least any HTTP/2 transport in Node
+// could do (see serveRawH2: a measuring stick, not a server). The report shows berth's ContainerStatus against each.
 //
 //   node dist/bench/http2-floor.js http2|grpc-js|raw-h2 SOCKET   (then one JSON ContainerStatusResponse per stdin line)
 import { spawn, type ChildProcess } from 'node:child_process';

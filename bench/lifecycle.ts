@@ -1023,7 +1023,7 @@ function reportLifecycle(results: Map<Runtime, RuntimeResults>, opts: Options): 
   }
   const floorRows: [string, number[]][] = [
     ['a bare node:http2 server (no gRPC library)', [...(b?.floor.http2 ?? []), ...(c?.floor.http2 ?? [])]],
-    ['a bare grpc-js server (berth\'s library, no berth)', [...(b?.floor['grpc-js'] ?? []), ...(c?.floor['grpc-js'] ?? [])]],
+    ['a bare grpc-js server (the server berth used before src/server/h2)', [...(b?.floor['grpc-js'] ?? []), ...(c?.floor['grpc-js'] ?? [])]],
     ['a raw-socket HTTP/2 sketch (one write per reply; bench/http2-floor.ts)', [...(b?.floor['raw-h2'] ?? []), ...(c?.floor['raw-h2'] ?? [])]],
   ];
   if (floorRows.some(([, xs]) => xs.length > 0)) {
