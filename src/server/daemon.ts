@@ -16,6 +16,7 @@ import { storageLayout } from '../storage/layout';
 import { applyLive, BerthConfig, diffConfig } from './config';
 import type { ServerContext } from './context';
 import { containerEvent, ContainerEvents } from './container-events';
+import { warmContainerReplies } from './container';
 import { imageService } from './image-service';
 import type { Logger } from './log';
 import { Trash } from '../storage/trash';
@@ -119,6 +120,8 @@ export class Daemon {
           metrics.containersOomByName.inc({ name: c.config.metadata?.name ?? c.name });
         },
         onEvent: (type, c) => {
+          // After the current RPC's reply has gone out: the reads that follow a change then find it encoded.
+          if (type !== 'CONTAINER_DELETED_EVENT') setImmediate(() => warmContainerReplies(c));
           try {
             events.publish(() => containerEvent({ sandboxes, containers }, type, c));
           } catch (err) {
@@ -259,7 +262,7 @@ async function serveCri(ctx: ServerContext, cfg: BerthConfig): Promise<GrpcServe
   const server = new GrpcServer(new Map([
     ...bindService(cri.RuntimeService.service, runtimeService(ctx), deps),
     ...bindService(cri.ImageService.service, imageService(ctx), deps),
-  ]), { maxMessageBytes: cfg.api.max_message_bytes });
+  ]), { maxMessageBytes: cfg.api.max_message_bytes, onError: (message) => ctx.log.warn(message) });
   // The socket file is created by listen; a tight umask means it is never reachable by others, even briefly.
   const oldMask = process.umask(0o177);
   try {

@@ -11,7 +11,12 @@ import {
 
 export interface H2Limits {
   maxConcurrentStreams: number;
-  /** Our receive window per stream and per connection: the largest request body that can be in flight. */
+  /**
+   * Our receive window per stream and per connection: the largest request body that can be in flight on a stream.
+   * A stream's window reopens as its owner consumes; the connection's as DATA arrives, so streams that are all
+   * mid-message cannot starve each other of it, until the connection buffers twice this much: then it waits for
+   * owners to consume (a bound on memory per connection, whatever the number of streams).
+   */
   receiveWindow: number;
   /** Largest decoded header list accepted (SETTINGS_MAX_HEADER_LIST_SIZE). */
   maxHeaderListSize: number;
@@ -42,6 +47,10 @@ const SOCKET_HIGH_WATER = 1024 * 1024;
 // A peer that stops reading while making us write (pings, resets) is cut off past this.
 const SOCKET_LIMIT = 64 * 1024 * 1024;
 const CREDIT_THRESHOLD = 64 * 1024;
+// A client may reset this many streams at once, and RESET_RATE more each second: each reset stream may have
+// started a handler whose work outlives it, so opening and resetting streams in a loop must not be free.
+const RESET_BURST = 1000;
+const RESET_RATE = 100;
 
 export class H2Stream {
   events: H2StreamEvents | undefined;
@@ -100,6 +109,7 @@ export class H2Stream {
   consume(bytes: number): void {
     const n = Math.min(bytes, this.unconsumed);
     this.unconsumed -= n;
+    this.conn.released(n);
     this.conn.credit(this, n);
   }
 }
@@ -120,17 +130,25 @@ export class H2Connection {
   private sendWindow = DEFAULT_WINDOW;
   private recvWindow: number;
   private connCredit = 0;
+  /** Received bytes that streams' owners hold, and connection window held back while they are too many. */
+  private buffered = 0;
+  private heldCredit = 0;
   /** Streams with DATA queued behind the connection's send window. */
   private readonly blocked = new Set<H2Stream>();
   /** A header block arriving in HEADERS + CONTINUATION frames. */
   private pendingBlock: { stream: number; flags: number; parts: Buffer[]; size: number } | undefined;
   private corked = false;
+  /** Client resets allowed before the connection is cut (a token bucket: CVE-2023-44487's rapid reset). */
+  private resetTokens = RESET_BURST;
+  private resetRefilledAt = Date.now();
 
   constructor(
     private readonly socket: Socket,
     private readonly limits: H2Limits,
     private readonly onStream: (stream: H2Stream, headers: Headers) => void,
     private readonly onIdle: () => void,
+    /** The connection ends on a protocol error: the reason, for the log. */
+    private readonly onError: (message: string) => void = () => undefined,
   ) {
     this.hpack = new HpackDecoder(4096);
     this.recvWindow = limits.receiveWindow;
@@ -258,23 +276,28 @@ export class H2Connection {
     stream.queuedBytes = 0;
     this.blocked.delete(stream);
     this.streams.delete(stream.id);
-    // What the owner never released still counts against the connection window: give it back.
-    if (stream.unconsumed > 0) {
-      this.connCredit += stream.unconsumed;
-      stream.unconsumed = 0;
-      this.flushCredit(false);
-    }
+    this.released(stream.unconsumed);
+    stream.unconsumed = 0;
     this.endIfIdle();
   }
 
+  /** Reopens a stream's window (the connection's reopened when the DATA arrived). */
   credit(stream: H2Stream, bytes: number): void {
     if (bytes <= 0) return;
-    this.connCredit += bytes;
-    this.flushCredit(false);
-    // A stream that is still receiving needs its own window back too.
+    // Only a stream that is still receiving needs its window back.
     if (!stream.closed && !stream.remoteEnded) {
       stream.recvWindow += bytes;
       this.write(windowUpdateFrame(stream.id, bytes));
+    }
+  }
+
+  /** Owners let go of received bytes: window held back for them is returned once the connection is under budget. */
+  released(bytes: number): void {
+    this.buffered -= bytes;
+    if (this.heldCredit > 0 && this.buffered <= 2 * this.limits.receiveWindow) {
+      this.connCredit += this.heldCredit;
+      this.heldCredit = 0;
+      this.flushCredit(false);
     }
   }
 
@@ -305,6 +328,7 @@ export class H2Connection {
 
   private fail(err: ConnectionError): void {
     if (this.dead) return;
+    this.onError(err.message);
     this.write(goawayFrame(this.lastStreamId, err.code, err.message));
     this.dead = true;
     this.input = undefined;
@@ -454,6 +478,10 @@ export class H2Connection {
     if (payload.length !== 4) throw new ConnectionError(H2Error.FRAME_SIZE_ERROR, 'RST_STREAM is not 4 bytes');
     const stream = this.open(id, 'RST_STREAM');
     if (!stream) return;
+    const now = Date.now();
+    this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetRefilledAt) / 1000) * RESET_RATE);
+    this.resetRefilledAt = now;
+    if (--this.resetTokens < 0) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, 'too many streams reset by the client');
     stream.localEnded = true;
     this.close(stream);
     stream.events?.abort(`reset by the client (code ${payload.readUInt32BE(0)})`);
@@ -471,21 +499,27 @@ export class H2Connection {
     // Every DATA byte, padding included, counts against the connection window.
     this.recvWindow -= payload.length;
     if (this.recvWindow < 0) throw new ConnectionError(H2Error.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
+    // The connection window is returned on arrival (held until messages complete, it deadlocks concurrent uploads
+    // that together exceed it), unless the connection already buffers more than its budget.
     const data = unpad(flags, payload, 'DATA');
+    const buffering = stream !== undefined && !stream.remoteEnded && this.buffered + data.length > 2 * this.limits.receiveWindow;
+    if (buffering) {
+      this.heldCredit += data.length;
+      this.connCredit += payload.length - data.length;
+    } else {
+      this.connCredit += payload.length;
+    }
+    this.flushCredit(false);
     const overhead = payload.length - data.length;
     if (!stream || stream.remoteEnded) {
-      this.connCredit += payload.length;
-      this.flushCredit(false);
       if (stream) this.resetStream(stream, H2Error.STREAM_CLOSED, 'DATA after END_STREAM');
       return;
     }
     stream.recvWindow -= payload.length;
-    if (stream.recvWindow < 0) {
-      this.connCredit += payload.length;
-      return this.resetStream(stream, H2Error.FLOW_CONTROL_ERROR, 'DATA beyond the stream window');
-    }
+    if (stream.recvWindow < 0) return this.resetStream(stream, H2Error.FLOW_CONTROL_ERROR, 'DATA beyond the stream window');
     if (overhead > 0) this.credit(stream, overhead);
     stream.unconsumed += data.length;
+    this.buffered += data.length;
     if (flags & Flag.END_STREAM) stream.remoteEnded = true;
     if (data.length > 0) stream.events?.data(data);
     if (stream.remoteEnded && !stream.closed) stream.events?.end();
@@ -506,7 +540,8 @@ export class H2Connection {
   private onContinuation(flags: number, id: number, payload: Buffer): void {
     const pending = this.pendingBlock;
     if (!pending || pending.stream !== id) throw protocol('CONTINUATION without HEADERS');
-    pending.parts.push(payload);
+    // An empty fragment is not kept: a flood of them would grow parts without growing size.
+    if (payload.length > 0) pending.parts.push(payload);
     pending.size += payload.length;
     if (flags & Flag.END_HEADERS) this.headerBlockDone();
     else this.checkBlockSize();
@@ -584,18 +619,28 @@ function checkRequestHeaders(headers: Headers): string | undefined {
   let regular = false;
   let method = false;
   let path = false;
+  let scheme = false;
+  let seen = 0;
   for (const [name, value] of headers) {
     if (name.startsWith(':')) {
       if (regular) return 'pseudo-header after a regular header';
+      const bit = name === ':method' ? 1 : name === ':path' ? 2 : name === ':scheme' ? 4 : name === ':authority' ? 8 : 0;
+      if (bit === 0) return `unknown pseudo-header ${name}`;
+      // Each pseudo-header at most once (§8.3).
+      if (seen & bit) return `${name} twice`;
+      seen |= bit;
       if (name === ':method') method = value.length > 0;
       else if (name === ':path') path = value.length > 0;
-      else if (name !== ':scheme' && name !== ':authority') return `unknown pseudo-header ${name}`;
+      else if (name === ':scheme') scheme = value.length > 0;
     } else {
       regular = true;
       if (name !== name.toLowerCase()) return `upper-case header name ${name}`;
       if (name === 'connection' || name === 'transfer-encoding' || name === 'keep-alive' || name === 'upgrade') return `connection-specific header ${name}`;
+      // TE may only say "trailers" (§8.2.2).
+      if (name === 'te' && value !== 'trailers') return `te: ${value}`;
     }
   }
-  if (!method || !path) return 'missing :method or :path';
+  // :method, :scheme and :path exactly once each (§8.3.1).
+  if (!method || !path || !scheme) return 'missing :method, :scheme or :path';
   return undefined;
 }

@@ -24,7 +24,7 @@ export interface GrpcCall {
   readonly method: string;
   /** True once the client cancelled, its deadline passed, or the connection closed. */
   readonly cancelled: boolean;
-  /** Called once, when the call is cancelled (not when it ends normally). */
+  /** Called once when the call is cancelled (at once if it already is); never when it ends normally. */
   onCancel(listener: () => void): void;
   /** A unary call's reply: the message, then status OK. */
   reply(message: Buffer): void;
@@ -40,6 +40,8 @@ export interface GrpcServerOptions {
   /** Largest message accepted or sent. */
   maxMessageBytes: number;
   maxConcurrentStreams?: number;
+  /** A connection failed (a client broke the protocol) or accepting one did (EMFILE): logged, never fatal. */
+  onError?: (message: string) => void;
 }
 
 const RESPONSE_HEADERS = encodeHeaders([[':status', '200'], ['content-type', 'application/grpc']]);
@@ -67,7 +69,8 @@ export class GrpcServer {
     };
     const server = net.createServer((socket) => {
       if (this.shuttingDown) return void socket.destroy();
-      const conn = new H2Connection(socket, limits, (stream, headers) => this.call(stream, headers), () => this.checkIdle());
+      const conn = new H2Connection(socket, limits, (stream, headers) => this.call(stream, headers), () => this.checkIdle(),
+        (message) => this.options.onError?.(`closed a CRI connection: ${message}`));
       this.connections.add(conn);
       socket.once('close', () => {
         this.connections.delete(conn);
@@ -79,6 +82,8 @@ export class GrpcServer {
       server.once('error', reject);
       server.listen(socketPath, () => {
         server.off('error', reject);
+        // Once listening, an error is a failed accept (out of file descriptors, say): the server goes on.
+        server.on('error', (err) => this.options.onError?.(`accepting a connection: ${err.message}`));
         resolve();
       });
     });
@@ -148,7 +153,8 @@ class ServerCall implements GrpcCall, H2StreamEvents {
   private expected: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private cancelListeners: (() => void)[] | undefined;
-  private drainWaiter: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  /** send() promises waiting for room: all of them, as a handler may send again before one resolves. */
+  private drainWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
 
   constructor(
     private readonly stream: H2Stream,
@@ -218,9 +224,9 @@ class ServerCall implements GrpcCall, H2StreamEvents {
   }
 
   drain(): void {
-    const waiter = this.drainWaiter;
-    this.drainWaiter = undefined;
-    waiter?.resolve();
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const waiter of waiters) waiter.resolve();
   }
 
   private decompress(message: Buffer): Buffer | undefined {
@@ -229,7 +235,8 @@ class ServerCall implements GrpcCall, H2StreamEvents {
       if (this.encoding === 'gzip') return zlib.gunzipSync(message, options);
       if (this.encoding === 'deflate') return zlib.inflateSync(message, options);
     } catch (err) {
-      if (err instanceof RangeError) {
+      // zlib's maxOutputLength error (a RangeError, but maybe from another realm: tell it by its code).
+      if ((err as NodeJS.ErrnoException | undefined)?.code === 'ERR_BUFFER_TOO_LARGE') {
         this.finish(Code.RESOURCE_EXHAUSTED, `${this.method}: decompressed request exceeds the limit of ${this.maxMessageBytes} bytes`);
       } else {
         this.finish(Code.INTERNAL, `${this.method}: cannot decompress the ${this.encoding} request: ${err instanceof Error ? err.message : String(err)}`);
@@ -247,7 +254,7 @@ class ServerCall implements GrpcCall, H2StreamEvents {
   // ---- reply (GrpcCall) ----
 
   onCancel(listener: () => void): void {
-    if (this.cancelled) return;
+    if (this.cancelled) return listener();
     (this.cancelListeners ??= []).push(listener);
   }
 
@@ -271,7 +278,7 @@ class ServerCall implements GrpcCall, H2StreamEvents {
     }
     if (this.stream.write(framed(message))) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.drainWaiter = { resolve, reject };
+      this.drainWaiters.push({ resolve, reject });
     });
   }
 
@@ -280,6 +287,8 @@ class ServerCall implements GrpcCall, H2StreamEvents {
     this.done = true;
     this.clearTimer();
     this.release();
+    // Sends still waiting: their messages are queued ahead of the trailers, and nothing more will drain.
+    this.drain();
     const status: Headers = [['grpc-status', String(code)]];
     if (details !== '' && code !== Code.OK) status.push(['grpc-message', percentEncode(details)]);
     if (this.headersSent) {
@@ -306,8 +315,9 @@ class ServerCall implements GrpcCall, H2StreamEvents {
     this.clearTimer();
     if (this.cancelled) return;
     this.cancelled = true;
-    this.drainWaiter?.reject(new Error(`${this.method} cancelled`));
-    this.drainWaiter = undefined;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const waiter of waiters) waiter.reject(new Error(`${this.method} cancelled`));
     const listeners = this.cancelListeners ?? [];
     this.cancelListeners = undefined;
     for (const listener of listeners) listener();
