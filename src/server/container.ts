@@ -69,6 +69,15 @@ const runtimeService = (): RuntimeServiceDefinition => loadCri().runtime.v1.Runt
 const statusWire = new WireCache<ContainerRecord>((c) => runtimeService().ContainerStatus.responseSerialize({ status: containerStatusOf(c), info: {} }));
 const listWire = new WireCache<ContainerRecord>((c) => runtimeService().ListContainers.responseSerialize({ containers: [summary(c)] }));
 
+/**
+ * Encodes a changed container's Status and List replies ahead of the reads that follow every change (the kubelet's
+ * relist asks for the status of each container it sees change). Called after the changing RPC has replied.
+ */
+export function warmContainerReplies(c: ContainerRecord): void {
+  statusWire.get(c);
+  listWire.get(c);
+}
+
 export function containerStatus(s: ServerContext): UnaryHandler<ContainerStatusRequest__Output, ContainerStatusResponse> {
   return async (req) => {
     const c = await s.containers.status(required(req.container_id, 'container_id'));
