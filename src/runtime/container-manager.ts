@@ -80,10 +80,12 @@ export class ContainerManager {
   private readonly names = new NameRegistry('container');
   private readonly locks = new KeyedMutex();
   private readonly exits = new SingleFlight<ContainerRecord>();
-  /** The exit dir's mtime:ctime when every live container was last checked for an exit ("" = check). */
-  private checkedExits = '';
-  /** Per container: the exit dir stamp at which its exit file was last found absent. */
-  private readonly noExitAt = new Map<string, string>();
+  /** The exit dir's mtime (ms) when every live container was last checked for an exit (-1 = check). */
+  private checkedExits = -1;
+  /** Per container: the exit dir's mtime at which its exit file was last found absent. */
+  private readonly noExitAt = new Map<string, number>();
+  /** The exit dir, held open: fstat skips the path walk of a stat on every Status. */
+  private exitDirFd = -1;
   private readonly imageConfigs = new Map<string, ImageConfigDoc>();
   /** Containers whose exit was reported (a STOPPED event): a container exits once, whoever notices it. */
   private readonly exitReported = new Set<string>();
@@ -100,6 +102,7 @@ export class ContainerManager {
 
   async init(): Promise<{ unreadable: { id: string; error: string }[] }> {
     await fs.mkdir(this.exitDir, { recursive: true, mode: 0o700 });
+    this.exitDirFd = fsSync.openSync(this.exitDir, fsSync.constants.O_RDONLY | fsSync.constants.O_DIRECTORY);
     const result = await this.store.init();
     for (const c of this.store.list()) this.names.reserve(`${c.podId}/${c.name}`, c.id);
     return result;
@@ -326,14 +329,16 @@ export class ContainerManager {
     if (settled && stamp === this.checkedExits) return false;
     // Only a caller that checks every container may record the stamp, and it does so before its reads: an exit
     // landing during them changes the mtime again.
-    this.checkedExits = settled ? stamp : '';
+    this.checkedExits = settled ? stamp : -1;
     return true;
   }
 
-  // A synchronous stat: one syscall on a local dir costs microseconds, less than a trip through the thread pool.
-  private exitDirStamp(): { stamp: string; settled: boolean } {
-    const st = fsSync.statSync(this.exitDir, { bigint: true });
-    return { stamp: `${st.mtimeNs}:${st.ctimeNs}`, settled: nowNs() - st.mtimeNs > 100_000_000n };
+  // A synchronous fstat: one syscall costs microseconds, less than a trip through the thread pool. The mtime in ms
+  // (a double, sub-microsecond steps) tells changes apart: a trusted stamp is 100 ms old, so any later change to the
+  // dir moves it by more than the clock's tick.
+  private exitDirStamp(): { stamp: number; settled: boolean } {
+    const st = this.exitDirFd >= 0 ? fsSync.fstatSync(this.exitDirFd) : fsSync.statSync(this.exitDir);
+    return { stamp: st.mtimeMs, settled: Date.now() - st.mtimeMs > 100 };
   }
 
   inPod(podId: string): ContainerRecord[] {

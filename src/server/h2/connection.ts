@@ -47,6 +47,7 @@ const SOCKET_HIGH_WATER = 1024 * 1024;
 // A peer that stops reading while making us write (pings, resets) is cut off past this.
 const SOCKET_LIMIT = 64 * 1024 * 1024;
 const CREDIT_THRESHOLD = 64 * 1024;
+const GRPC_HEADER_BYTES = 5;
 // A client may reset this many streams at once, and RESET_RATE more each second: each reset stream may have
 // started a handler whose work outlives it, so opening and resetting streams in a loop must not be free.
 const RESET_BURST = 1000;
@@ -78,6 +79,19 @@ export class H2Stream {
     if (this.localEnded || this.closed) return;
     if (end) this.localEnded = true;
     this.conn.sendHeaders(this, block, end);
+  }
+
+  /**
+   * A whole unary reply: HEADERS, the gRPC message in one DATA frame, trailers. In one buffer and one write when the
+   * windows and the peer's frame size allow (they nearly always do), else as respond + write + end.
+   */
+  unary(headers: Buffer, message: Buffer, trailers: Buffer): void {
+    if (this.localEnded || this.closed) return;
+    if (!this.conn.sendUnary(this, headers, message, trailers)) {
+      this.respond(headers, false);
+      this.write(grpcFramed(message));
+      this.end(trailers);
+    }
   }
 
   /** Queues DATA; false when the owner should wait for `drain`. */
@@ -219,6 +233,30 @@ export class H2Connection {
       flags = 0;
     } while (at < block.length);
     if (end) this.finishLocal(stream);
+  }
+
+  /** The unary fast path (see H2Stream.unary): false when it does not fit the windows or frame size. */
+  sendUnary(stream: H2Stream, headers: Buffer, message: Buffer, trailers: Buffer): boolean {
+    const data = GRPC_HEADER_BYTES + message.length;
+    const limit = Math.min(stream.sendWindow, this.sendWindow);
+    if (data > limit || data > this.peerMaxFrame || headers.length > this.peerMaxFrame || trailers.length > this.peerMaxFrame) return false;
+    const out = Buffer.allocUnsafe(3 * FRAME_HEADER_BYTES + headers.length + data + trailers.length);
+    let at = 0;
+    writeFrameHeader(out, at, headers.length, FrameType.HEADERS, Flag.END_HEADERS, stream.id);
+    at += FRAME_HEADER_BYTES + headers.copy(out, at + FRAME_HEADER_BYTES);
+    writeFrameHeader(out, at, data, FrameType.DATA, 0, stream.id);
+    at += FRAME_HEADER_BYTES;
+    out[at] = 0;
+    out.writeUInt32BE(message.length, at + 1);
+    at += GRPC_HEADER_BYTES + message.copy(out, at + GRPC_HEADER_BYTES);
+    writeFrameHeader(out, at, trailers.length, FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, stream.id);
+    trailers.copy(out, at + FRAME_HEADER_BYTES);
+    stream.sendWindow -= data;
+    this.sendWindow -= data;
+    stream.localEnded = true;
+    this.write(out);
+    this.finishLocal(stream);
+    return true;
   }
 
   /** Sends what flow control allows of a stream's queue, then its trailers once the queue is empty. */
@@ -643,4 +681,13 @@ function checkRequestHeaders(headers: Headers): string | undefined {
   // :method, :scheme and :path exactly once each (§8.3.1).
   if (!method || !path || !scheme) return 'missing :method, :scheme or :path';
   return undefined;
+}
+
+/** A gRPC length-prefixed message: flag 0 (uncompressed), then the 4-byte big-endian length. */
+export function grpcFramed(message: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(GRPC_HEADER_BYTES + message.length);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  message.copy(out, GRPC_HEADER_BYTES);
+  return out;
 }

@@ -3,7 +3,7 @@
 // with bytes: decoding and encoding protobuf is the RPC wrapper's job.
 import net from 'node:net';
 import zlib from 'node:zlib';
-import { H2Connection, H2Stream, H2StreamEvents, Headers } from './connection';
+import { grpcFramed, H2Connection, H2Stream, H2StreamEvents, Headers } from './connection';
 import { H2Error } from './frames';
 import { encodeHeaders } from './hpack';
 
@@ -151,7 +151,9 @@ class ServerCall implements GrpcCall, H2StreamEvents {
   private chunks: Buffer[] = [];
   private received = 0;
   private expected: number | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  /** When grpc-timeout runs out, on performance.now()'s clock (0: no deadline), and the header that set it. */
+  deadline = 0;
+  private timeout = '';
   private cancelListeners: (() => void)[] | undefined;
   /** send() promises waiting for room: all of them, as a handler may send again before one resolves. */
   private drainWaiters: { resolve: () => void; reject: (err: Error) => void }[] = [];
@@ -167,10 +169,15 @@ class ServerCall implements GrpcCall, H2StreamEvents {
   setDeadline(value: string): void {
     const ms = parseTimeout(value);
     if (ms === undefined) return this.finish(Code.INTERNAL, `malformed grpc-timeout "${value}"`);
-    this.timer = setTimeout(() => {
-      this.finish(Code.DEADLINE_EXCEEDED, `${this.method}: deadline of ${value} exceeded`);
-      this.cancel();
-    }, Math.min(ms, 0x7fff_ffff));
+    this.timeout = value;
+    this.deadline = performance.now() + ms;
+    deadlines.add(this);
+  }
+
+  /** Called by the deadline sweep once the deadline has passed. */
+  expire(): void {
+    this.finish(Code.DEADLINE_EXCEEDED, `${this.method}: deadline of ${this.timeout} exceeded`);
+    this.cancel();
   }
 
   // ---- request (H2StreamEvents) ----
@@ -263,9 +270,12 @@ class ServerCall implements GrpcCall, H2StreamEvents {
     if (!this.checkSize(message)) return;
     this.done = true;
     this.clearTimer();
-    if (!this.headersSent) this.stream.respond(RESPONSE_HEADERS, false);
-    this.stream.write(framed(message));
-    this.stream.end(OK_TRAILERS);
+    if (this.headersSent) {
+      this.stream.write(grpcFramed(message));
+      this.stream.end(OK_TRAILERS);
+    } else {
+      this.stream.unary(RESPONSE_HEADERS, message, OK_TRAILERS);
+    }
   }
 
   send(message: Buffer): Promise<void> {
@@ -276,7 +286,7 @@ class ServerCall implements GrpcCall, H2StreamEvents {
       this.headersSent = true;
       this.stream.respond(RESPONSE_HEADERS, false);
     }
-    if (this.stream.write(framed(message))) return Promise.resolve();
+    if (this.stream.write(grpcFramed(message))) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.drainWaiters.push({ resolve, reject });
     });
@@ -325,28 +335,57 @@ class ServerCall implements GrpcCall, H2StreamEvents {
   }
 
   private clearTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    if (this.deadline !== 0) deadlines.delete(this);
+    this.deadline = 0;
   }
 }
 
-/** A gRPC length-prefixed message: flag 0 (uncompressed), then the 4-byte big-endian length. */
-function framed(message: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, MESSAGE_HEADER_BYTES);
-  return out;
-}
-
-const UNITS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000_001 };
+// Milliseconds per grpc-timeout unit, by the unit's char code.
+const UNITS = new Map([['H', 3_600_000], ['M', 60_000], ['S', 1000], ['m', 1], ['u', 0.001], ['n', 0.000_001]].map(([u, ms]) => [(u as string).charCodeAt(0), ms as number]));
 
 /** grpc-timeout: at most 8 digits and a unit (H, M, S, m, u, n); milliseconds, rounded up. */
 export function parseTimeout(value: string): number | undefined {
-  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
-  if (!match) return undefined;
-  return Math.ceil(Number(match[1]) * (UNITS[match[2] as string] ?? 0));
+  const n = value.length;
+  if (n < 2 || n > 9) return undefined;
+  const perUnit = UNITS.get(value.charCodeAt(n - 1));
+  if (perUnit === undefined) return undefined;
+  let amount = 0;
+  for (let i = 0; i < n - 1; i++) {
+    const digit = value.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return undefined;
+    amount = amount * 10 + digit;
+  }
+  return Math.ceil(amount * perUnit);
 }
+
+/**
+ * The calls that have a deadline, checked by one timer while there are any: the kubelet sets a timeout on every
+ * call, and a timer per call costs more than the call it guards. A deadline is enforced up to SWEEP_MS late; the
+ * client enforces its own to the moment, so this only bounds the work a call abandoned by its client goes on doing.
+ */
+const SWEEP_MS = 25;
+const deadlines = new (class {
+  private readonly calls = new Set<ServerCall>();
+  private timer: NodeJS.Timeout | undefined;
+
+  add(call: ServerCall): void {
+    this.calls.add(call);
+    this.timer ??= setInterval(() => this.sweep(), SWEEP_MS).unref();
+  }
+
+  delete(call: ServerCall): void {
+    this.calls.delete(call);
+    if (this.calls.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    for (const call of this.calls) if (call.deadline <= now) call.expire();
+  }
+})();
 
 /** grpc-message: UTF-8, with bytes outside printable ASCII and '%' percent-encoded. */
 export function percentEncode(text: string): string {
