@@ -86,6 +86,10 @@ export class ContainerManager {
   private readonly noExitAt = new Map<string, number>();
   /** The exit dir, held open: fstat skips the path walk of a stat on every Status. */
   private exitDirFd = -1;
+  /** The exit watch is up and every exit from before it was looked for: memory knows every exit conmon wrote. */
+  private exitsWatched = false;
+  /** Bumped whenever the watch stops or restarts, so a look-around finishing late trusts no stale watch. */
+  private watchGeneration = 0;
   private readonly imageConfigs = new Map<string, ImageConfigDoc>();
   /** Containers whose exit was reported (a STOPPED event): a container exits once, whoever notices it. */
   private readonly exitReported = new Set<string>();
@@ -301,12 +305,24 @@ export class ContainerManager {
 
   /** The container with its exit read from conmon's exit file when it has ended. */
   async status(idOrPrefix: string): Promise<ContainerRecord> {
+    return this.knownStatus(idOrPrefix) ?? this.checkedStatus(idOrPrefix);
+  }
+
+  /**
+   * The record when memory is known to be current, without waiting: a container that has ended, or one whose exit
+   * file was last found absent at the exit dir's current state. The kubelet asks for one container at a time, so
+   * remembering that per container makes a repeated Status one fstat and no read. Undefined: use status().
+   */
+  knownStatus(idOrPrefix: string): ContainerRecord | undefined {
     const c = this.store.resolve(idOrPrefix);
-    if (c.state !== 'CONTAINER_RUNNING' && c.state !== 'CONTAINER_CREATED') return c;
-    // The kubelet asks for one container at a time: remember, per container, the exit dir state it was last found
-    // running at, so a repeated Status costs one stat and no read.
+    if ((c.state !== 'CONTAINER_RUNNING' && c.state !== 'CONTAINER_CREATED') || this.exitsWatched) return c;
     const { stamp, settled } = this.exitDirStamp();
-    if (settled && (stamp === this.checkedExits || stamp === this.noExitAt.get(c.id))) return c;
+    return settled && (stamp === this.checkedExits || stamp === this.noExitAt.get(c.id)) ? c : undefined;
+  }
+
+  private async checkedStatus(idOrPrefix: string): Promise<ContainerRecord> {
+    const c = this.store.resolve(idOrPrefix);
+    const { stamp, settled } = this.exitDirStamp();
     const next = await this.refresh(c);
     if (settled && (next.state === 'CONTAINER_RUNNING' || next.state === 'CONTAINER_CREATED')) this.noExitAt.set(c.id, stamp);
     return next;
@@ -325,6 +341,7 @@ export class ContainerManager {
    * recent mtime is never trusted.
    */
   private exitsMayHaveChanged(): boolean {
+    if (this.exitsWatched) return false;
     const { stamp, settled } = this.exitDirStamp();
     if (settled && stamp === this.checkedExits) return false;
     // Only a caller that checks every container may record the stamp, and it does so before its reads: an exit
@@ -444,7 +461,21 @@ export class ContainerManager {
       if (this.starting.has(id)) this.exitsWhileStarting.add(id);
       else if (c) quietly(this.refresh(c));
     };
-    return watchExitDir(this.exitDir, seen, () => quietly(this.list()), log);
+    // Armed: exits from now on are seen as they land; those from before are looked for once, and only then is
+    // memory trusted. Lost: every read looks at the exit dir again until the watch is back.
+    const armed = (): void => {
+      const generation = ++this.watchGeneration;
+      const all = Promise.all(this.store.list().map((c) => this.refresh(c)));
+      all.then(() => {
+        if (generation === this.watchGeneration) this.exitsWatched = true;
+      }, () => undefined);
+      quietly(all);
+    };
+    const lost = (): void => {
+      this.watchGeneration++;
+      this.exitsWatched = false;
+    };
+    return watchExitDir(this.exitDir, seen, armed, lost, log);
   }
 }
 

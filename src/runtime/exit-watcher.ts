@@ -1,7 +1,8 @@
 // conmon writes a container's exit code into <exit dir>/<id> (g_file_set_contents: a temp file renamed into place).
-// Watching that dir with inotify tells berth of an exit as it happens, as containerd learns it from its shim, so a
-// STOPPED event goes out without waiting for the kubelet's next Status or List. The watch only speeds things up:
-// Status and List still read exit files themselves, so a lost or broken watch costs latency, never correctness.
+// Watching that dir with inotify tells berth of an exit as it happens, as containerd learns it from its shim and
+// CRI-O from its own inotify watch: a STOPPED event goes out at once, and while the watch is up Status and List
+// answer from memory. While it is down (failed, re-arming) they look at the exit dir themselves, so a lost watch
+// costs a syscall per read, never a missed exit.
 import fs from 'node:fs';
 
 export interface ExitWatcherLog {
@@ -16,16 +17,20 @@ const ID = /^[0-9a-f]{64}$/;
 const RETRY_MS = [1000, 5000, 30_000];
 
 /**
- * Calls `onExitFile(id)` for each exit file that appears, and `onArmed()` each time the watch (re)starts, so exits
- * that landed while nothing watched are looked for once. A failing watch is logged and re-armed with backoff.
+ * Calls `onExitFile(id)` for each exit file that appears, `onArmed()` each time the watch (re)starts, so exits that
+ * landed while nothing watched are looked for once, and `onLost()` when it stops (failed, or closed). A failing
+ * watch is logged and re-armed with backoff.
  */
-export function watchExitDir(dir: string, onExitFile: (id: string) => void, onArmed: () => void, log: ExitWatcherLog): ExitWatcher {
+export function watchExitDir(
+  dir: string, onExitFile: (id: string) => void, onArmed: () => void, onLost: () => void, log: ExitWatcherLog,
+): ExitWatcher {
   let watcher: fs.FSWatcher | undefined;
   let timer: NodeJS.Timeout | undefined;
   let failures = 0;
   let closed = false;
 
   const retry = (err: unknown): void => {
+    onLost();
     watcher?.close();
     watcher = undefined;
     if (closed) return;
@@ -54,6 +59,7 @@ export function watchExitDir(dir: string, onExitFile: (id: string) => void, onAr
   arm();
   return {
     close: () => {
+      onLost();
       closed = true;
       if (timer) clearTimeout(timer);
       watcher?.close();

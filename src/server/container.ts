@@ -80,7 +80,9 @@ export function warmContainerReplies(c: ContainerRecord): void {
 
 export function containerStatus(s: ServerContext): UnaryHandler<ContainerStatusRequest__Output, ContainerStatusResponse> {
   return async (req) => {
-    const c = await s.containers.status(required(req.container_id, 'container_id'));
+    const id = required(req.container_id, 'container_id');
+    // Synchronously when memory is current (the usual case): no promise to wait through.
+    const c = s.containers.knownStatus(id) ?? (await s.containers.status(id));
     if (!req.verbose) return statusWire.reply(c);
     const info: Record<string, string> = {};
     info['info'] = JSON.stringify({ pid: c.pid, sandboxID: c.podId, runtime: c.handler, bundle: c.bundle, user: c.user, runtimeSpec: await runtimeSpec(c) });

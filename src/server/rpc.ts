@@ -99,9 +99,9 @@ function nextRequestId(): string {
   return `${ID_PREFIX}${requestCount.toString(16).padStart(6, '0')}`;
 }
 
-/** The call's logger and abort signal are made on first use: most calls (Status, List) never need the signal. */
+/** The call's id, logger and abort signal are made on first use: most reads (Status, List) need none of them. */
 class LazyCallContext implements CallContext {
-  readonly requestId = nextRequestId();
+  private id: string | undefined;
   private logger: Logger | undefined;
   private aborter: AbortController | undefined;
 
@@ -110,6 +110,10 @@ class LazyCallContext implements CallContext {
     private readonly call: GrpcCall,
     private readonly parentLog: Logger,
   ) {}
+
+  get requestId(): string {
+    return (this.id ??= nextRequestId());
+  }
 
   get log(): Logger {
     return (this.logger ??= this.parentLog.child({ op: this.operation, rid: this.requestId }));

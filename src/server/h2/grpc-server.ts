@@ -375,13 +375,16 @@ const deadlines = new (class {
 
   delete(call: ServerCall): void {
     this.calls.delete(call);
+  }
+
+  // The timer stops at the first sweep that finds nothing to watch, not when the last call ends: calls come one
+  // after another, and a timer made and cleared per call is what this avoids.
+  private sweep(): void {
     if (this.calls.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
+      return;
     }
-  }
-
-  private sweep(): void {
     const now = performance.now();
     for (const call of this.calls) if (call.deadline <= now) call.expire();
   }
