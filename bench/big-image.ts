@@ -10,6 +10,7 @@ import { createCipheriv, createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { BuiltLayer, buildImage, buildLayer, busyboxLayer, LayerEntry } from '../test/fixtures/oci-image';
 import type { Registry } from '../test/fixtures/registry';
+import { seededRandom } from '../test/helpers/seeded-random';
 
 export interface PushedImage {
   ref: string;
@@ -28,17 +29,7 @@ export interface PushedImage {
 
 const MiB = 1024 * 1024;
 
-/** mulberry32: a small seeded PRNG, enough for reproducible sizes, names and word choices. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 /** Incompressible but reproducible bytes: an AES-256-CTR key stream keyed by `label`. */
 function randomBytes(label: string, n: number): Buffer {

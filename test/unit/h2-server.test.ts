@@ -20,6 +20,7 @@ import {
   type HeaderList, type RawClientOptions, type RawFrame, type StreamResult,
 } from '../helpers/h2-raw-client';
 import { until } from '../helpers/until';
+import { seededRandom } from '../helpers/seeded-random';
 
 const MAX_MESSAGE = 4 * 1024 * 1024;
 const M = {
@@ -1293,17 +1294,7 @@ describe('shutdown() and destroy()', () => {
 
 // ---- fuzz ----
 
-/** A deterministic PRNG (mulberry32), so a failing connection can be replayed from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 interface FuzzState {
   rand: () => number;

@@ -2,21 +2,12 @@
 // and the stateless encoder.
 import { ENTRY_OVERHEAD, HpackDecoder, HpackError, STATIC_TABLE, encodeHeaders } from '../../src/server/h2/hpack';
 import { huffmanDecode, huffmanEncode, huffmanEncodedLength } from '../../src/server/h2/huffman';
+import { seededRandom } from '../helpers/seeded-random';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const NO_LIMIT = Number.MAX_SAFE_INTEGER;
 
-/** A deterministic PRNG (mulberry32), so a failing fuzz case can be reproduced. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 function expectHpackError(fn: () => unknown, message?: RegExp): void {
   let thrown: unknown;
