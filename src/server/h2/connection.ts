@@ -5,9 +5,12 @@
 import type { Socket } from 'node:net';
 import { HpackDecoder } from './hpack';
 import {
-  DEFAULT_MAX_FRAME, DEFAULT_WINDOW, Flag, FRAME_HEADER_BYTES, FrameType, goawayFrame, H2Error, frame, MAX_FRAME_LIMIT,
-  MAX_WINDOW, PREFACE, rstStreamFrame, Setting, settingsFrame, windowUpdateFrame, writeFrameHeader,
+  ConnectionError, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, Flag, FRAME_HEADER_BYTES, FrameType, goawayFrame, H2Error, frame,
+  MAX_FRAME_LIMIT, MAX_WINDOW, PREFACE, protocol, rstStreamFrame, Setting, settingsFrame, unpad, windowUpdateFrame,
+  writeFrameHeader,
 } from './frames';
+import { checkRequestHeaders } from './request-headers';
+import { GRPC_HEADER_BYTES, H2Stream, STREAM_HIGH_WATER, type Headers, type StreamOwner } from './stream';
 
 export interface H2Limits {
   maxConcurrentStreams: number;
@@ -22,113 +25,16 @@ export interface H2Limits {
   maxHeaderListSize: number;
 }
 
-/** What a stream's owner hears from the connection. */
-export interface H2StreamEvents {
-  data(chunk: Buffer): void;
-  end(): void;
-  /** The stream is gone before it ended normally: reset by the peer, or the connection closed. */
-  abort(reason: string): void;
-  /** There is room to write again after `write` returned false. */
-  drain(): void;
-}
-
-export type Headers = Array<[string, string]>;
-
-/** A connection-level protocol error: the connection ends with GOAWAY(code). */
-class ConnectionError extends Error {
-  constructor(readonly code: H2Error, message: string) {
-    super(message);
-  }
-}
-
-// A stream's owner is told to wait once this much of its output is queued (flow control or a slow socket).
-const STREAM_HIGH_WATER = 256 * 1024;
 const SOCKET_HIGH_WATER = 1024 * 1024;
 // A peer that stops reading while making us write (pings, resets) is cut off past this.
 const SOCKET_LIMIT = 64 * 1024 * 1024;
 const CREDIT_THRESHOLD = 64 * 1024;
-const GRPC_HEADER_BYTES = 5;
 // A client may reset this many streams at once, and RESET_RATE more each second: each reset stream may have
 // started a handler whose work outlives it, so opening and resetting streams in a loop must not be free.
 const RESET_BURST = 1000;
 const RESET_RATE = 100;
 
-export class H2Stream {
-  events: H2StreamEvents | undefined;
-  /** Peer's window for our DATA on this stream. */
-  sendWindow: number;
-  recvWindow: number;
-  remoteEnded = false;
-  /** END_STREAM is queued or sent: nothing more may be written. */
-  localEnded = false;
-  closed = false;
-  /** Received bytes the owner has not yet released with consume(). */
-  unconsumed = 0;
-  queue: Buffer[] = [];
-  queuedBytes = 0;
-  trailers: Buffer | undefined;
-  wantsDrain = false;
-
-  constructor(private readonly conn: H2Connection, readonly id: number, sendWindow: number, recvWindow: number) {
-    this.sendWindow = sendWindow;
-    this.recvWindow = recvWindow;
-  }
-
-  /** HEADERS with an HPACK block; `end` makes it a trailers-only response. */
-  respond(block: Buffer, end: boolean): void {
-    if (this.localEnded || this.closed) return;
-    if (end) this.localEnded = true;
-    this.conn.sendHeaders(this, block, end);
-  }
-
-  /**
-   * A whole unary reply: HEADERS, the gRPC message in one DATA frame, trailers. In one buffer and one write when the
-   * windows and the peer's frame size allow (they nearly always do), else as respond + write + end.
-   */
-  unary(headers: Buffer, message: Buffer, trailers: Buffer): void {
-    if (this.localEnded || this.closed) return;
-    if (!this.conn.sendUnary(this, headers, message, trailers)) {
-      this.respond(headers, false);
-      this.write(grpcFramed(message));
-      this.end(trailers);
-    }
-  }
-
-  /** Queues DATA; false when the owner should wait for `drain`. */
-  write(data: Buffer): boolean {
-    if (this.localEnded || this.closed) return false;
-    if (data.length > 0) {
-      this.queue.push(data);
-      this.queuedBytes += data.length;
-      this.conn.pump(this);
-    }
-    const ok = this.queuedBytes < STREAM_HIGH_WATER && this.conn.socketHasRoom();
-    if (!ok) this.wantsDrain = true;
-    return ok;
-  }
-
-  /** Trailers (an HPACK block) with END_STREAM, after the queued DATA. */
-  end(trailers: Buffer): void {
-    if (this.localEnded || this.closed) return;
-    this.localEnded = true;
-    this.trailers = trailers;
-    this.conn.pump(this);
-  }
-
-  reset(code: H2Error): void {
-    this.conn.resetStream(this, code, 'reset by the server');
-  }
-
-  /** Releases received bytes, so the peer may send more (flow control credit). */
-  consume(bytes: number): void {
-    const n = Math.min(bytes, this.unconsumed);
-    this.unconsumed -= n;
-    this.conn.released(n);
-    this.conn.credit(this, n);
-  }
-}
-
-export class H2Connection {
+export class H2Connection implements StreamOwner {
   private readonly streams = new Map<number, H2Stream>();
   private readonly hpack: HpackDecoder;
   private input: Buffer | undefined;
@@ -637,57 +543,4 @@ export class H2Connection {
     this.onStream(stream, headers);
     if (end && !stream.closed) stream.events?.end();
   }
-}
-
-function protocol(message: string): ConnectionError {
-  return new ConnectionError(H2Error.PROTOCOL_ERROR, message);
-}
-
-/** A frame's payload without its padding (RFC 9113 §6.1). */
-function unpad(flags: number, payload: Buffer, what: string): Buffer {
-  if (!(flags & Flag.PADDED)) return payload;
-  if (payload.length < 1) throw protocol(`padded ${what} without a pad length`);
-  const pad = payload[0]!;
-  if (pad >= payload.length) throw protocol(`${what} padding longer than the frame`);
-  return payload.subarray(1, payload.length - pad);
-}
-
-/** Why a request's header list is malformed (RFC 9113 §8.3), or undefined when it is well formed. */
-function checkRequestHeaders(headers: Headers): string | undefined {
-  let regular = false;
-  let method = false;
-  let path = false;
-  let scheme = false;
-  let seen = 0;
-  for (const [name, value] of headers) {
-    if (name.startsWith(':')) {
-      if (regular) return 'pseudo-header after a regular header';
-      const bit = name === ':method' ? 1 : name === ':path' ? 2 : name === ':scheme' ? 4 : name === ':authority' ? 8 : 0;
-      if (bit === 0) return `unknown pseudo-header ${name}`;
-      // Each pseudo-header at most once (§8.3).
-      if (seen & bit) return `${name} twice`;
-      seen |= bit;
-      if (name === ':method') method = value.length > 0;
-      else if (name === ':path') path = value.length > 0;
-      else if (name === ':scheme') scheme = value.length > 0;
-    } else {
-      regular = true;
-      if (name !== name.toLowerCase()) return `upper-case header name ${name}`;
-      if (name === 'connection' || name === 'transfer-encoding' || name === 'keep-alive' || name === 'upgrade') return `connection-specific header ${name}`;
-      // TE may only say "trailers" (§8.2.2).
-      if (name === 'te' && value !== 'trailers') return `te: ${value}`;
-    }
-  }
-  // :method, :scheme and :path exactly once each (§8.3.1).
-  if (!method || !path || !scheme) return 'missing :method, :scheme or :path';
-  return undefined;
-}
-
-/** A gRPC length-prefixed message: flag 0 (uncompressed), then the 4-byte big-endian length. */
-export function grpcFramed(message: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(GRPC_HEADER_BYTES + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
-  message.copy(out, GRPC_HEADER_BYTES);
-  return out;
 }

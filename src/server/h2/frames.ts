@@ -107,3 +107,23 @@ export function goawayFrame(lastStream: number, code: H2Error, debug = ''): Buff
   text.copy(payload, 8);
   return frame(FrameType.GOAWAY, 0, 0, payload);
 }
+
+/** A connection-level protocol error: the connection ends with GOAWAY(code). */
+export class ConnectionError extends Error {
+  constructor(readonly code: H2Error, message: string) {
+    super(message);
+  }
+}
+
+export function protocol(message: string): ConnectionError {
+  return new ConnectionError(H2Error.PROTOCOL_ERROR, message);
+}
+
+/** A frame's payload without its padding (RFC 9113 §6.1). */
+export function unpad(flags: number, payload: Buffer, what: string): Buffer {
+  if (!(flags & Flag.PADDED)) return payload;
+  if (payload.length < 1) throw protocol(`padded ${what} without a pad length`);
+  const pad = payload[0]!;
+  if (pad >= payload.length) throw protocol(`${what} padding longer than the frame`);
+  return payload.subarray(1, payload.length - pad);
+}
