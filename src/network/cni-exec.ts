@@ -2,10 +2,10 @@
 // in CNI_* variables, the network config on stdin, the result (or an error object) comes back on stdout. Every run
 // has a timeout that kills the plugin's whole process group (bridge runs host-local as its child), and stdout and
 // stderr are bounded so a broken plugin cannot grow berth's memory.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { BerthError, errnoCode, errorMessage, type ErrorCode } from '../common/errors';
+import { spawnFast } from '../runtime/spawn';
 import { checkPluginType } from './cni-config';
 
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'STATUS' | 'VERSION';
@@ -140,7 +140,8 @@ interface Spawned {
 function spawnBounded(file: string, env: Record<string, string>, stdin: string, timeoutMs: number): Promise<Spawned> {
   return new Promise((resolve) => {
     // detached: its own process group, so a timeout kills the plugin and whatever it started (IPAM, iptables).
-    const child = spawn(file, [], { env, cwd: '/', stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    // posix_spawn, not child_process: a fork stalls the event loop for a time that grows with our RSS.
+    const child = spawnFast(file, [], { env, cwd: '/', stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const chunks: Buffer[] = [];
     let size = 0;
     let stderr = '';

@@ -1,16 +1,16 @@
 // OciRuntime over conmon 2.x + runc/crun. conmon (one per container, --sync so it stays our direct child, in its own
 // session so it outlives berth) runs `<runtime> create`, holds the container's stdio, writes the CRI log and the exit
 // file. Everything else is a short runtime command: absolute path, --root, minimal env, a timeout, stderr in the error.
-import { spawn } from 'node:child_process';
 import fsSync, { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { BerthError, errnoCode, errorMessage, invalidArgument, notFound } from '../common/errors';
 import { execPiped, execTty, type PipedExec, type TtyExec } from './stream-io';
 import { Capped, ENV_PATH, killGroup, killSession, procStat, run, signalNumber, sleep, waitGone, type RunResult } from './process';
 import { explainRuntimeError, parseRuntimeError } from './runtime-errors';
+import { spawnFast } from './spawn';
 import type { CreateOptions, CreateResult, ExecSyncOptions, ExecSyncResult, ExitStatus, OciRuntime, RuntimeState } from './oci-runtime';
 
 const CALL_TIMEOUT_MS = 30_000;
@@ -75,14 +75,15 @@ export class ConmonRuntime implements OciRuntime {
     if (c.tty) args.push('-t');
     // cwd = persistDir: conmon also drops an "oom" file into its cwd. detached: own session and process group, so a
     // signal to berth's group does not reach it. fd 3 = sync pipe (conmon → us), fd 4 = start pipe (us → conmon).
-    const child = spawn(this.conmonPath, args, {
+    // posix_spawn, not child_process: a fork stalls the event loop for a time that grows with our RSS.
+    const child = spawnFast(this.conmonPath, args, {
       cwd: c.persistDir,
       detached: true,
       env: { PATH: ENV_PATH, _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4' },
-      stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe-in'],
     });
     const stderr = new Capped(SYNC_CAP);
-    const [errStream, syncStream, startStream] = [child.stdio[2] as Readable, child.stdio[3] as Readable, child.stdio[4] as Writable];
+    const [errStream, syncStream, startStream] = [child.stdio[2], child.stdio[3], child.stdio[4]];
     errStream.on('data', (b: Buffer) => stderr.push(b));
     startStream.on('error', () => undefined); // EPIPE when conmon died early; the sync EOF reports it
     const release = (): void => {
