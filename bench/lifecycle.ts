@@ -1,7 +1,7 @@
 // Pod and container lifecycle benchmark: berth against Debian's containerd 1.6, both driven through their CRI sockets
 // by the same client with the same sequence of calls, the same runc (cgroupfs) and the same busybox image.
 //
-//   node dist/bench/lifecycle.js [--phases=lifecycle,memory,network] [--pods=20] [--rounds=2] [--warmup-pods=3]
+//   node dist/bench/lifecycle.js [--phases=lifecycle,memory,network] [--pods=20] [--rounds=4] [--warmup-pods=3]
 //                                [--warmup-reads=100]
 //                                [--pod-pid=container|pod]
 //                                [--rss-pods=30] [--list-pods=20] [--list-per-pod=10] [--list-calls=50]
@@ -111,7 +111,7 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const opts: Options = {
-    phases: new Set(PHASES), pods: 20, rounds: 2, warmupPods: 3, warmupReads: 100, podPid: 'container', rssPods: 30, listPods: 20, listPerPod: 10, listCalls: 50,
+    phases: new Set(PHASES), pods: 20, rounds: 4, warmupPods: 3, warmupReads: 100, podPid: 'container', rssPods: 30, listPods: 20, listPerPod: 10, listCalls: 50,
     netPods: 20, netRounds: 2, runtimes: [...RUNTIMES], keep: false,
   };
   const usage = 'usage: lifecycle.js [--phases=lifecycle,memory,network] [--pods=N] [--rounds=N] [--warmup-pods=N] [--warmup-reads=N] [--pod-pid=container|pod] ' +
