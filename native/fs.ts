@@ -2,7 +2,7 @@
 // Every wrapper throws a Node-style error (code, errno, syscall) from errno; fds returned are plain ints that
 // Node's fs.*Sync(fd) calls accept, and the caller closes them (fs.closeSync).
 import { constants as fsc } from 'node:fs';
-import { libc, syscallError } from './libc';
+import { lazyBindings, syscallError } from './libc';
 
 // open(2) flags: Node's constants are right for this architecture; O_PATH and O_CLOEXEC are the same on
 // x86_64 and aarch64 but Node does not export them.
@@ -70,32 +70,24 @@ interface Bindings {
   statfs: (path: string, buf: Buffer) => number;
 }
 
-let bound: Bindings | undefined;
-
 // openat's mode is variadic in glibc; on x86_64 and aarch64 Linux a fixed trailing argument is passed the same way.
-function b(): Bindings {
-  if (bound) return bound;
-  const lib = libc();
-  const fn = <T>(decl: string): T => lib.func(decl) as unknown as T;
-  bound = {
-    syscall: fn('long syscall(long, ...)'),
-    openat: fn('int openat(int, const char *, int, uint32_t)'),
-    mkdirat: fn('int mkdirat(int, const char *, uint32_t)'),
-    mknodat: fn('int mknodat(int, const char *, uint32_t, uint64_t)'),
-    symlinkat: fn('int symlinkat(const char *, int, const char *)'),
-    linkat: fn('int linkat(int, const char *, int, const char *, int)'),
-    unlinkat: fn('int unlinkat(int, const char *, int)'),
-    fchownat: fn('int fchownat(int, const char *, uint32_t, uint32_t, int)'),
-    fchmodat: fn('int fchmodat(int, const char *, uint32_t, int)'),
-    utimensat: fn('int utimensat(int, const char *, const void *, int)'),
-    fsetxattr: fn('int fsetxattr(int, const char *, const void *, size_t, int)'),
-    lsetxattr: fn('int lsetxattr(const char *, const char *, const void *, size_t, int)'),
-    lgetxattr: fn('long lgetxattr(const char *, const char *, void *, size_t)'),
-    llistxattr: fn('long llistxattr(const char *, void *, size_t)'),
-    statfs: fn('int statfs(const char *, void *)'),
-  };
-  return bound;
-}
+const b = lazyBindings((fn): Bindings => ({
+  syscall: fn('long syscall(long, ...)'),
+  openat: fn('int openat(int, const char *, int, uint32_t)'),
+  mkdirat: fn('int mkdirat(int, const char *, uint32_t)'),
+  mknodat: fn('int mknodat(int, const char *, uint32_t, uint64_t)'),
+  symlinkat: fn('int symlinkat(const char *, int, const char *)'),
+  linkat: fn('int linkat(int, const char *, int, const char *, int)'),
+  unlinkat: fn('int unlinkat(int, const char *, int)'),
+  fchownat: fn('int fchownat(int, const char *, uint32_t, uint32_t, int)'),
+  fchmodat: fn('int fchmodat(int, const char *, uint32_t, int)'),
+  utimensat: fn('int utimensat(int, const char *, const void *, int)'),
+  fsetxattr: fn('int fsetxattr(int, const char *, const void *, size_t, int)'),
+  lsetxattr: fn('int lsetxattr(const char *, const char *, const void *, size_t, int)'),
+  lgetxattr: fn('long lgetxattr(const char *, const char *, void *, size_t)'),
+  llistxattr: fn('long llistxattr(const char *, void *, size_t)'),
+  statfs: fn('int statfs(const char *, void *)'),
+}));
 
 function check(rc: number, syscall: string, detail: string): number {
   if (rc < 0) throw syscallError(syscall, detail);

@@ -14,6 +14,12 @@ export function libc(): LibraryHandle {
   return lib;
 }
 
+/** A module's libc functions, declared together and bound on first use: `const b = lazyBindings((fn) => ({ … }))`. */
+export function lazyBindings<T>(declare: (fn: <F>(decl: string) => F) => T): () => T {
+  let bound: T | undefined;
+  return () => (bound ??= declare(<F>(decl: string): F => libc().func(decl) as unknown as F));
+}
+
 const ERRNO_NAMES: Record<number, string> = {
   1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 4: 'EINTR', 5: 'EIO', 6: 'ENXIO', 7: 'E2BIG', 9: 'EBADF', 11: 'EAGAIN',
   12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 18: 'EXDEV', 19: 'ENODEV', 20: 'ENOTDIR',

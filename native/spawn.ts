@@ -4,7 +4,7 @@
 // The opaque glibc structs are Buffers of their x86_64 glibc sizes (checked with sizeof against glibc 2.36 headers);
 // they are handed to libc by pointer and live as long as the wrapper objects that own them.
 import koffi from 'koffi';
-import { libc, syscallError, SyscallError } from './libc';
+import { lazyBindings, syscallError, SyscallError } from './libc';
 
 // <spawn.h> flags (glibc).
 export const POSIX_SPAWN_SETSIGDEF = 0x04;
@@ -39,33 +39,25 @@ interface Bindings {
   fcntl: (fd: number, cmd: number, ...typedArgs: unknown[]) => number;
 }
 
-let bound: Bindings | undefined;
-
-function b(): Bindings {
-  if (bound) return bound;
-  const lib = libc();
-  const fn = <T>(decl: string): T => lib.func(decl) as unknown as T;
-  bound = {
-    posix_spawn: fn('int posix_spawn(_Out_ int *pid, const char *path, void *fa, void *attr, const char **argv, const char **envp)'),
-    fa_init: fn('int posix_spawn_file_actions_init(void *fa)'),
-    fa_destroy: fn('int posix_spawn_file_actions_destroy(void *fa)'),
-    fa_adddup2: fn('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)'),
-    fa_addopen: fn('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, uint32_t mode)'),
-    fa_addchdir_np: fn('int posix_spawn_file_actions_addchdir_np(void *fa, const char *path)'),
-    fa_addclosefrom_np: fn('int posix_spawn_file_actions_addclosefrom_np(void *fa, int from)'),
-    attr_init: fn('int posix_spawnattr_init(void *attr)'),
-    attr_destroy: fn('int posix_spawnattr_destroy(void *attr)'),
-    attr_setflags: fn('int posix_spawnattr_setflags(void *attr, short flags)'),
-    attr_setsigmask: fn('int posix_spawnattr_setsigmask(void *attr, const void *set)'),
-    attr_setsigdefault: fn('int posix_spawnattr_setsigdefault(void *attr, const void *set)'),
-    sigemptyset: fn('int sigemptyset(void *set)'),
-    sigfillset: fn('int sigfillset(void *set)'),
-    pipe2: fn('int pipe2(_Out_ int *fds, int flags)'),
-    waitpid: fn('int waitpid(int pid, _Out_ int *status, int options)'),
-    fcntl: fn('int fcntl(int fd, int cmd, ...)'),
-  };
-  return bound;
-}
+const b = lazyBindings((fn): Bindings => ({
+  posix_spawn: fn('int posix_spawn(_Out_ int *pid, const char *path, void *fa, void *attr, const char **argv, const char **envp)'),
+  fa_init: fn('int posix_spawn_file_actions_init(void *fa)'),
+  fa_destroy: fn('int posix_spawn_file_actions_destroy(void *fa)'),
+  fa_adddup2: fn('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)'),
+  fa_addopen: fn('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, uint32_t mode)'),
+  fa_addchdir_np: fn('int posix_spawn_file_actions_addchdir_np(void *fa, const char *path)'),
+  fa_addclosefrom_np: fn('int posix_spawn_file_actions_addclosefrom_np(void *fa, int from)'),
+  attr_init: fn('int posix_spawnattr_init(void *attr)'),
+  attr_destroy: fn('int posix_spawnattr_destroy(void *attr)'),
+  attr_setflags: fn('int posix_spawnattr_setflags(void *attr, short flags)'),
+  attr_setsigmask: fn('int posix_spawnattr_setsigmask(void *attr, const void *set)'),
+  attr_setsigdefault: fn('int posix_spawnattr_setsigdefault(void *attr, const void *set)'),
+  sigemptyset: fn('int sigemptyset(void *set)'),
+  sigfillset: fn('int sigfillset(void *set)'),
+  pipe2: fn('int pipe2(_Out_ int *fds, int flags)'),
+  waitpid: fn('int waitpid(int pid, _Out_ int *status, int options)'),
+  fcntl: fn('int fcntl(int fd, int cmd, ...)'),
+}));
 
 /** The posix_spawn* functions return the error number instead of setting errno: make the same error from it. */
 function fromReturned(rc: number, syscall: string, detail?: string): SyscallError {
