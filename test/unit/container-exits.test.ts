@@ -12,8 +12,12 @@ import { until } from '../helpers/until';
 
 const quiet = { warn: (): void => undefined };
 
+/** Ids whose exit file the fake cannot read (as a corrupt one would be). */
+const unreadable = new Set<string>();
+
 function fakeRuntime(exitDir: () => string): OciRuntime {
   const exitStatus = async (id: string): Promise<ExitStatus | undefined> => {
+    if (unreadable.has(id)) throw new Error(`exit file of ${id} unreadable`);
     const file = path.join(exitDir(), id);
     if (!fs.existsSync(file)) return undefined;
     return { exitCode: Number(fs.readFileSync(file, 'utf8')), finishedAtNs: fs.statSync(file, { bigint: true }).mtimeNs, oomKilled: false };
@@ -52,7 +56,10 @@ describe('container exits: the watch, and reads without it', () => {
     for (const n of [1, 2, 3]) await manager.store.put(running(id(n)));
   });
 
-  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => {
+    unreadable.clear();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 
   it('without a watch, Status finds an exit file written a moment before', async () => {
     expect((await manager.status(id(1))).state).toBe('CONTAINER_RUNNING');
@@ -83,6 +90,22 @@ describe('container exits: the watch, and reads without it', () => {
     expect(manager.knownStatus(id(3))).toBeUndefined();
     const c = await manager.status(id(3));
     expect([c.state, c.exitCode, events]).toEqual(['CONTAINER_EXITED', 1, ['watched']]);
+  });
+
+  it('memory is not trusted when the look-around at arming cannot read an exit file', async () => {
+    unreadable.add(id(3));
+    const watch = manager.watchExits(quiet);
+    try {
+      // Long enough for the look-around to finish and for the exit dir's stamp to settle (100 ms).
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // Trusted, this would be the record; untrusted, the stamp path has nothing recorded for it yet.
+      expect(manager.knownStatus(id(1))).toBeUndefined();
+      // Reads still work, by looking at the exit dir.
+      exited(1, 4);
+      expect((await manager.status(id(1))).exitCode).toBe(4);
+    } finally {
+      watch.close();
+    }
   });
 
   it('List with the watch lost reads the exit dir as well', async () => {
