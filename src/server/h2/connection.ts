@@ -3,7 +3,7 @@
 // Everything a stream writes during one synchronous run goes out in one corked write, so a unary reply (headers,
 // message, trailers) is one syscall, as Go's gRPC sends it.
 import type { Socket } from 'node:net';
-import { HpackDecoder } from './hpack';
+import { encodeHeaders, HpackDecoder, HpackListTooLarge } from './hpack';
 import {
   ConnectionError, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, Flag, FRAME_HEADER_BYTES, FrameType, goawayFrame, H2Error, frame,
   MAX_FRAME_LIMIT, MAX_WINDOW, PREFACE, protocol, rstStreamFrame, Setting, settingsFrame, unpad, windowUpdateFrame,
@@ -505,15 +505,22 @@ export class H2Connection implements StreamOwner {
     this.pendingBlock = undefined;
     const block = pending.parts.length === 1 ? (pending.parts[0] as Buffer) : Buffer.concat(pending.parts);
     let headers: Headers;
+    let tooLarge = false;
     try {
       // Always decoded, even for a stream about to be refused: the decoder's table must follow every block.
       headers = this.hpack.decode(block, this.limits.maxHeaderListSize);
     } catch (err) {
-      throw new ConnectionError(H2Error.COMPRESSION_ERROR, err instanceof Error ? err.message : 'bad header block');
+      // Too large but decoded to the end: the table is in sync, so only this request is refused (RFC 9113 §10.5.1).
+      if (!(err instanceof HpackListTooLarge)) {
+        throw new ConnectionError(H2Error.COMPRESSION_ERROR, err instanceof Error ? err.message : 'bad header block');
+      }
+      headers = [];
+      tooLarge = true;
     }
     const id = pending.stream;
     const end = (pending.flags & Flag.END_STREAM) !== 0;
     const existing = this.streams.get(id);
+    if (existing && tooLarge) return this.resetStream(existing, H2Error.ENHANCE_YOUR_CALM, 'trailers larger than SETTINGS_MAX_HEADER_LIST_SIZE');
     if (existing) {
       // Trailers from the client: they must end the stream.
       if (existing.remoteEnded) return this.resetStream(existing, H2Error.STREAM_CLOSED, 'HEADERS after END_STREAM');
@@ -530,6 +537,14 @@ export class H2Connection implements StreamOwner {
     this.lastStreamId = id;
     if (this.goingAway || this.streams.size >= this.limits.maxConcurrentStreams) {
       this.write(rstStreamFrame(id, H2Error.REFUSED_STREAM));
+      return;
+    }
+    if (tooLarge) {
+      const stream = new H2Stream(this, id, this.peerInitialWindow, this.limits.receiveWindow);
+      stream.remoteEnded = end;
+      this.streams.set(id, stream);
+      stream.respond(encodeHeaders([[':status', '200'], ['content-type', 'application/grpc'], ['grpc-status', '8'],
+        ['grpc-message', `request header list larger than ${this.limits.maxHeaderListSize} octets (SETTINGS_MAX_HEADER_LIST_SIZE)`]]), true);
       return;
     }
     const malformed = checkRequestHeaders(headers);

@@ -83,14 +83,18 @@ export class HpackDecoder {
   }
 
   /**
-   * Decodes one complete header block. Throws HpackError on malformed input, or as soon as the decoded list's
-   * size (octets + 32 per field) would exceed maxListSize. After a throw the table's state is undefined: the
-   * connection must end (COMPRESSION_ERROR).
+   * Decodes one complete header block. Throws HpackError on malformed input; after that the table's state is
+   * undefined and the connection must end (COMPRESSION_ERROR). A list whose size (octets + 32 per field) exceeds
+   * maxListSize throws HpackListTooLarge, but only once the whole block is decoded (fields past the limit are
+   * dropped, not kept): the table then matches the peer's, and only that request need be refused. The work stays
+   * bounded by the block's length, which the caller bounds.
    */
   decode(block: Buffer, maxListSize: number): Array<[string, string]> {
     const headers: Array<[string, string]> = [];
     const end = block.length;
     let listSize = 0;
+    let tooLarge = false;
+    let fields = 0;
     this.pos = 0;
     while (this.pos < end) {
       const first = block[this.pos] as number;
@@ -104,12 +108,11 @@ export class HpackDecoder {
       } else if (first >= 0x40) {
         // 01xxxxxx: literal with incremental indexing (§6.2.1).
         name = this.literalName(block, 0x3f);
-        if (listSize + name.length + ENTRY_OVERHEAD > maxListSize) throw tooLarge(maxListSize);
         value = this.string(block);
         this.insert(name, value);
       } else if (first >= 0x20) {
         // 001xxxxx: dynamic table size update (§6.3), allowed only at the start of a block (§4.2).
-        if (headers.length > 0) throw new HpackError('dynamic table size update after a header field');
+        if (fields > 0) throw new HpackError('dynamic table size update after a header field');
         const size = this.integer(block, 0x1f);
         if (size > this.maxTableSize) {
           throw new HpackError(`dynamic table size update to ${size} exceeds the ${this.maxTableSize} allowed`);
@@ -121,13 +124,14 @@ export class HpackDecoder {
         // 0001xxxx never indexed (§6.2.3), 0000xxxx without indexing (§6.2.2): the same to a decoder that does not
         // forward headers.
         name = this.literalName(block, 0x0f);
-        if (listSize + name.length + ENTRY_OVERHEAD > maxListSize) throw tooLarge(maxListSize);
         value = this.string(block);
       }
+      fields++;
       listSize += name.length + value.length + ENTRY_OVERHEAD;
-      if (listSize > maxListSize) throw tooLarge(maxListSize);
-      headers.push([name, value]);
+      if (listSize > maxListSize) tooLarge = true;
+      if (!tooLarge) headers.push([name, value]);
     }
+    if (tooLarge) throw new HpackListTooLarge(`header list larger than ${maxListSize} octets`);
     return headers;
   }
 
@@ -216,9 +220,8 @@ export class HpackDecoder {
   }
 }
 
-function tooLarge(maxListSize: number): HpackError {
-  return new HpackError(`header list larger than ${maxListSize} octets`);
-}
+/** A header list over the limit, in a block decoded to its end: the table is in sync, the connection can go on. */
+export class HpackListTooLarge extends HpackError {}
 
 // The encoder. A name's first static index; entries that share a name are adjacent in the static table.
 const STATIC_NAME_INDEX = new Map<string, number>();
