@@ -242,7 +242,7 @@ export class ServerCall implements GrpcCall, H2StreamEvents {
 const UNITS = new Map([['H', 3_600_000], ['M', 60_000], ['S', 1000], ['m', 1], ['u', 0.001], ['n', 0.000_001]].map(([u, ms]) => [(u as string).charCodeAt(0), ms as number]));
 
 /** grpc-timeout: at most 8 digits and a unit (H, M, S, m, u, n); milliseconds, rounded up. */
-export function parseTimeout(value: string): number | undefined {
+function parseTimeout(value: string): number | undefined {
   const n = value.length;
   if (n < 2 || n > 9) return undefined;
   const perUnit = UNITS.get(value.charCodeAt(n - 1));
@@ -289,7 +289,7 @@ const deadlines = new (class {
 })();
 
 /** grpc-message: UTF-8, with bytes outside printable ASCII and '%' percent-encoded. */
-export function percentEncode(text: string): string {
+function percentEncode(text: string): string {
   let plain = true;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);

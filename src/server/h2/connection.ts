@@ -241,12 +241,12 @@ export class H2Connection implements StreamOwner {
     if (this.heldCredit > 0 && this.buffered <= 2 * this.limits.receiveWindow) {
       this.connCredit += this.heldCredit;
       this.heldCredit = 0;
-      this.flushCredit(false);
+      this.flushCredit();
     }
   }
 
-  private flushCredit(force: boolean): void {
-    if (this.connCredit === 0 || (!force && this.connCredit < CREDIT_THRESHOLD)) return;
+  private flushCredit(): void {
+    if (this.connCredit < CREDIT_THRESHOLD) return;
     this.recvWindow += this.connCredit;
     this.write(windowUpdateFrame(0, this.connCredit));
     this.connCredit = 0;
@@ -453,7 +453,7 @@ export class H2Connection implements StreamOwner {
     } else {
       this.connCredit += payload.length;
     }
-    this.flushCredit(false);
+    this.flushCredit();
     const overhead = payload.length - data.length;
     if (!stream || stream.remoteEnded) {
       if (stream) this.resetStream(stream, H2Error.STREAM_CLOSED, 'DATA after END_STREAM');

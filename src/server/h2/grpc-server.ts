@@ -6,7 +6,7 @@ import { httpError, ServerCall, type GrpcHandler } from './call';
 import { H2Connection } from './connection';
 import { GRPC_HEADER_BYTES, type H2Stream, type Headers } from './stream';
 
-export { Code, type GrpcCall, type GrpcHandler, parseTimeout, percentEncode } from './call';
+export type { GrpcCall, GrpcHandler } from './call';
 
 export interface GrpcServerOptions {
   /** Largest message accepted or sent. */
